@@ -1,0 +1,692 @@
+"""One check of one layer on one input: validate, run, estimate, compare.
+
+:func:`check_layer` is the harness's central function. It runs the layer's forward and backward
+once, records every contract the layer breaks as a named :class:`~gradcheck.result.Finding`
+(arguments mutated in place, a backward that is not repeatable or not linear in ``dy``, ``None``,
+wrong shapes, NaN or Inf), then estimates the gradient of ``L(x) = <forward(x), dy>`` numerically
+for the input and every parameter and compares, entry by entry, with what backward returned.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .compare import Comparison, compare, default_rtol
+from .finite_diff import (
+    METHODS,
+    Estimate,
+    base_step,
+    directional_derivatives,
+    harness_rng,
+    partial_derivatives,
+)
+from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
+from .result import ArgumentResult, CheckResult, Finding, worst_status
+
+Array = np.ndarray
+
+MODES: Tuple[str, ...] = ("auto", "full", "directional")
+
+# The relative gradient error for which a directional check states its miss probability.
+REFERENCE_RELATIVE_ERROR = 1e-4
+
+# Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
+# are many tiny matrix problems, where BLAS threads cost far more than they save.
+_THREAD_LIMIT_SIZE = 256
+
+# Purposes that separate the harness's random streams (see finite_diff.harness_rng).
+_PURPOSE_DY, _PURPOSE_TARGET, _PURPOSE_DY2, _PURPOSE_PROBE, _PURPOSE_DIRECTIONS = 1, 2, 3, 4, 10
+
+
+class _Abort(Exception):
+    """Raised inside a check when a finding makes further checking meaningless."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call into the layer; an exception becomes an error finding naming what was called."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise _Abort(
+            Finding(f"{what}-raised", "error", f"{what} raised {type(exc).__name__}: {exc}")
+        ) from exc
+
+
+def _nonfinite_index(a: Array) -> Optional[Tuple[int, ...]]:
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
+
+
+def _require_array(what: str, value: Any, shape: Tuple[int, ...]) -> Array:
+    """Validate what a backward returned: not None, numeric, of ``shape``, finite."""
+    if value is None:
+        raise _Abort(
+            Finding(
+                f"{what}-none", "error", f"{what} returned None; expected an array of shape {shape}"
+            )
+        )
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.floating)):
+        raise _Abort(
+            Finding(
+                f"{what}-dtype",
+                "error",
+                f"{what} returned dtype {arr.dtype}; expected floating point",
+            )
+        )
+    if arr.shape != tuple(shape):
+        raise _Abort(
+            Finding(
+                f"{what}-shape",
+                "error",
+                f"{what} returned shape {arr.shape}; expected {tuple(shape)}",
+            )
+        )
+    idx = _nonfinite_index(arr)
+    if idx is not None:
+        raise _Abort(
+            Finding(f"{what}-nonfinite", "error", f"{what} contains {arr[idx]} at index {idx}")
+        )
+    return np.array(arr, dtype=np.float64)
+
+
+def _changed(before: Array, after: Any) -> Optional[float]:
+    """The largest change of an array that should not have changed, or ``None``."""
+    after = np.asarray(after)
+    if after.shape != before.shape:
+        return float("inf")
+    if np.array_equal(before, after, equal_nan=True):
+        return None
+    return float(np.max(np.abs(after.astype(np.float64) - before.astype(np.float64))))
+
+
+def _spectrum_stats(layer: Any) -> Optional[Dict[str, float]]:
+    """Condition number and smallest eigenvalue gap of a whitening layer's covariance."""
+    spectrum = getattr(layer, "spectrum", None)
+    if not callable(spectrum):
+        return None
+    try:
+        lam = np.sort(np.ravel(np.asarray(spectrum(), dtype=np.float64)))
+    except Exception:
+        return None
+    if lam.size == 0:
+        return None
+    gaps = np.diff(lam)
+    top = float(lam[-1])
+    return {
+        "min_eigenvalue": float(lam[0]),
+        "max_eigenvalue": top,
+        "condition_number": float(top / lam[0]) if lam[0] > 0 else float("inf"),
+        "min_gap": float(gaps.min()) if gaps.size else float("inf"),
+        "min_relative_gap": float(gaps.min() / top) if gaps.size and top > 0 else float("inf"),
+    }
+
+
+def miss_probability(thresholds: Array, gradient_norm: float, relative_error: float) -> float:
+    """Probability that a gradient wrong by ``relative_error`` passes every direction.
+
+    For a Gaussian direction ``v``, the error ``e`` of a wrong gradient projects to
+    ``<e, v> ~ N(0, ||e||^2)`` with ``||e|| = relative_error * ||g||``. It slips through
+    direction ``j`` when ``|<e, v>|`` stays under that direction's threshold ``tau_j``, with
+    probability ``erf(tau_j / (sqrt(2) ||e||))``; directions are independent, so the
+    probabilities multiply.
+    """
+    from scipy.special import erf
+
+    err = relative_error * gradient_norm
+    if err <= 0:
+        return 1.0
+    return float(np.prod(erf(np.asarray(thresholds) / (np.sqrt(2.0) * err))))
+
+
+class _Checker:
+    """The state of one :func:`check_layer` call; each method is one step of it."""
+
+    def __init__(
+        self,
+        layer: Any,
+        x: Array,
+        *,
+        dy: Optional[Array],
+        target: Optional[Array],
+        seed: int,
+        rtol: Optional[float],
+        atol: Optional[float],
+        mode: str,
+        method: str,
+        directions: int,
+        check_params: bool,
+        chunk: Optional[int],
+        n_worst: int,
+        dtype: np.dtype,
+    ) -> None:
+        self.layer = layer
+        self.x = x
+        self.dy_given = dy
+        self.target = target
+        self.seed = seed
+        self.rtol = default_rtol(dtype) if rtol is None else float(rtol)
+        self.atol = atol
+        self.mode = mode
+        self.method = method
+        self.n_directions = directions
+        self.check_params = check_params
+        self.chunk = chunk if chunk else max(1, min(512, 2**22 // max(1, x.size)))
+        self.n_worst = n_worst
+        self.dtype = dtype
+        self.is_loss = is_loss_layer(layer)
+        self.findings: List[Finding] = []
+        self.name = layer_name(layer)
+
+    # -- running the layer -------------------------------------------------------------------
+
+    def forward(self) -> Any:
+        if self.is_loss:
+            return _call("forward", self.layer.forward, self.x, self.target)
+        return _call("forward", self.layer.forward, self.x)
+
+    def backward(self, dy: Array) -> Any:
+        if self.is_loss:
+            return _call("backward", self.layer.backward)
+        return _call("backward", self.layer.backward, dy)
+
+    def gradients(self, dy: Array) -> Dict[str, Array]:
+        """Run backward and collect the validated gradients of the input and the parameters."""
+        dx = self.backward(dy)
+        grads = {"x": _require_array("backward", dx, self.x.shape)}
+        layer_grads = getattr(self.layer, "grads", None) or {}
+        for key in self.param_keys:
+            if key not in layer_grads:
+                raise _Abort(
+                    Finding("param-grad-missing", "error", f"backward did not fill grads[{key!r}]")
+                )
+            grads[key] = _require_array(f"grads[{key!r}]", layer_grads[key], self.params[key].shape)
+        return grads
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def run_analytic(self) -> Dict[str, Array]:
+        """Forward, backward, and the hygiene checks that need nothing numeric."""
+        self.params = layer_params(self.layer) if self.check_params else {}
+        self.param_keys = sorted(self.params)
+        x_before = self.x.copy()
+        params_before = {k: np.array(v, copy=True) for k, v in self.params.items()}
+
+        y = self.forward()
+        if (change := _changed(x_before, self.x)) is not None:
+            self.findings.append(
+                Finding(
+                    "input-mutated",
+                    "fail",
+                    f"forward modified its input x in place (max change {change:.3g})",
+                )
+            )
+            self.x = x_before.copy()
+        self.spectrum = _spectrum_stats(self.layer)
+        y = self.validate_output(y)
+
+        dy = self.upstream(y)
+        dy_before = dy.copy()
+        grads = self.gradients(dy)
+        if (change := _changed(dy_before, dy)) is not None:
+            self.findings.append(
+                Finding(
+                    "dy-mutated",
+                    "fail",
+                    f"backward modified its argument dy in place (max change {change:.3g})",
+                )
+            )
+            dy = dy_before.copy()
+        for key, before in params_before.items():
+            if (change := _changed(before, self.layer.params[key])) is not None:
+                self.findings.append(
+                    Finding(
+                        "param-mutated",
+                        "fail",
+                        f"forward/backward modified parameter {key!r} (max change {change:.3g})",
+                    )
+                )
+        self.dy = dy
+        self.y = y
+        self.check_repeatable(grads)
+        if not self.is_loss:
+            self.check_linear(grads)
+        return grads
+
+    def validate_output(self, y: Any) -> Array:
+        if y is None:
+            raise _Abort(Finding("forward-none", "error", "forward returned None"))
+        arr = np.asarray(y)
+        if self.is_loss and arr.shape != ():
+            raise _Abort(
+                Finding(
+                    "forward-shape",
+                    "error",
+                    f"a loss layer's forward must return a scalar, got shape {arr.shape}",
+                )
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise _Abort(
+                Finding(
+                    "forward-dtype",
+                    "error",
+                    f"forward returned dtype {arr.dtype}; expected floating point",
+                )
+            )
+        idx = _nonfinite_index(arr)
+        if idx is not None:
+            raise _Abort(
+                Finding(
+                    "forward-nonfinite",
+                    "error",
+                    f"forward output contains {arr[idx]} at index {idx}",
+                )
+            )
+        return np.array(arr, dtype=np.float64)
+
+    def upstream(self, y: Array) -> Array:
+        if self.is_loss:
+            return np.array(1.0)
+        if self.dy_given is None:
+            return harness_rng(self.seed, _PURPOSE_DY).standard_normal(y.shape)
+        dy = np.asarray(self.dy_given)
+        if dy.shape != y.shape:
+            raise _Abort(
+                Finding(
+                    "dy-shape",
+                    "error",
+                    f"dy has shape {dy.shape}; the forward output has shape {y.shape}",
+                )
+            )
+        if (idx := _nonfinite_index(dy)) is not None:
+            raise _Abort(Finding("dy-nonfinite", "error", f"dy contains {dy[idx]} at index {idx}"))
+        return np.array(dy, dtype=np.float64)
+
+    def check_repeatable(self, grads: Dict[str, Array]) -> None:
+        """A second forward and backward on the same input must give the same gradients.
+
+        Finite differences call forward many times; a layer that accumulates state across calls
+        (appending inputs to a list, adding into ``grads``) would be checked on the wrong cache.
+        """
+        y_again = self.validate_output(self.forward())
+        if not np.allclose(y_again, self.y, rtol=1e-12, atol=0.0):
+            self.findings.append(
+                Finding(
+                    "forward-not-repeatable",
+                    "fail",
+                    "two forward calls on the same x returned different outputs",
+                )
+            )
+        again = self.gradients(self.dy)
+        for key, g in grads.items():
+            g2 = again[key]
+            if np.allclose(g2, g, rtol=1e-12, atol=1e-300):
+                continue
+            ratio = float(np.sum(g2 * g) / max(float(np.sum(g * g)), 1e-300))
+            hint = (
+                " (the second result is about twice the first: gradients are being accumulated;"
+                " overwrite grads on every backward)"
+                if abs(ratio - 2.0) < 1e-6
+                else ""
+            )
+            self.findings.append(
+                Finding(
+                    "backward-not-repeatable",
+                    "fail",
+                    "a second forward+backward on the same x and dy changed gradient "
+                    f"{key!r}{hint}",
+                )
+            )
+
+    def check_linear(self, grads: Dict[str, Array]) -> None:
+        """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), and B(0) = 0."""
+        dy2 = harness_rng(self.seed, _PURPOSE_DY2).standard_normal(self.dy.shape)
+        self.forward()
+        g2 = self.gradients(dy2)
+        self.forward()
+        g3 = self.gradients(self.dy + 2.0 * dy2)
+        self.forward()
+        g0 = self.gradients(np.zeros_like(self.dy))
+        for key in grads:
+            expected = grads[key] + 2.0 * g2[key]
+            scale = max(
+                float(np.max(np.abs(expected), initial=0.0)),
+                float(np.max(np.abs(g3[key]), initial=0.0)),
+            )
+            if np.max(np.abs(g3[key] - expected), initial=0.0) > self.rtol * max(scale, 1e-300):
+                self.findings.append(
+                    Finding(
+                        "backward-not-linear",
+                        "fail",
+                        f"gradient {key!r} is not linear in dy: backward(dy1 + 2 dy2) differs from "
+                        f"backward(dy1) + 2 backward(dy2) by more than rtol={self.rtol:.1e}",
+                    )
+                )
+            elif np.any(g0[key] != 0.0):
+                self.findings.append(
+                    Finding(
+                        "backward-not-linear",
+                        "fail",
+                        f"backward(0) is not zero for gradient {key!r}",
+                    )
+                )
+
+    def estimate(
+        self, key: str, analytic: Array, mode: str, method: Optional[str] = None
+    ) -> ArgumentResult:
+        """Numerical estimate for one argument in ``mode`` ("full" or "directional"), compared."""
+        objective = self.objective
+        if key == "x":
+            base, outputs, kind = self.x, objective.outputs_x, "input"
+        else:
+            base, outputs, kind = self.params[key], objective.outputs_param(key), "param"
+        base = np.asarray(base, dtype=np.float64)
+        method = self.method_for(key, base, outputs) if method is None else method
+        if mode == "full":
+            est = partial_derivatives(outputs, base, self.dy, method=method, chunk=self.chunk)
+            cmp = compare(
+                analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+            )
+            return ArgumentResult(key, kind, "full", method, cmp, est.evaluations * base.size)
+        return self.directional(key, kind, base, outputs, analytic, method)
+
+    def directional(
+        self,
+        key: str,
+        kind: str,
+        base: Array,
+        outputs: Callable[[Array], Array],
+        analytic: Array,
+        method: str,
+    ) -> ArgumentResult:
+        k = self.n_directions
+        purpose = _PURPOSE_DIRECTIONS + (0 if key == "x" else 1 + self.param_keys.index(key))
+        v = harness_rng(self.seed, purpose).standard_normal((k, *base.shape))
+        vmax = np.max(np.abs(v.reshape(k, -1)), axis=1)
+        step = base_step(method, np.full(k, float(np.max(np.abs(base), initial=0.0)))) / vmax
+        est: Estimate = directional_derivatives(
+            outputs, base, self.dy, lambda idx: v[idx], k, step, method=method, chunk=self.chunk
+        )
+        projected = v.reshape(k, -1) @ analytic.ravel()
+        gnorm = float(np.linalg.norm(analytic))
+        atol = self.atol
+        if atol is None:
+            # A directional derivative is of the size ||g|| for a Gaussian direction.
+            atol = self.rtol * max(gnorm, float(np.max(np.abs(est.value), initial=0.0)))
+        cmp: Comparison = compare(
+            projected, est.value, est.error, rtol=self.rtol, atol=atol, n_worst=self.n_worst
+        )
+        thresholds = cmp.atol + cmp.rtol * np.abs(est.value) + est.error
+        p_miss = miss_probability(thresholds, max(gnorm, 1e-300), REFERENCE_RELATIVE_ERROR)
+        return ArgumentResult(key, kind, "directional", method, cmp, est.evaluations * k, k, p_miss)
+
+    def method_for(self, key: str, base: Array, outputs: Callable[[Array], Array]) -> str:
+        """The requested method, or richardson when the complex step does not apply here."""
+        if self.method != "complex-step":
+            return self.method
+        if getattr(self.layer, "supports_complex", False) or self.complex_step_agrees(
+            base, outputs
+        ):
+            return self.method
+        self.findings.append(
+            Finding(
+                "complex-step-unavailable",
+                "warning",
+                f"the forward is not holomorphic in {key!r} (a complex-step trial disagreed with "
+                "central differences); used richardson instead",
+            )
+        )
+        return "richardson"
+
+    def complex_step_agrees(self, base: Array, outputs: Callable[[Array], Array]) -> bool:
+        v = harness_rng(self.seed, _PURPOSE_PROBE).standard_normal((1, *base.shape))
+        step = np.array([1e-5 * max(1.0, float(np.max(np.abs(base), initial=0.0)))])
+        try:
+            cs = directional_derivatives(
+                outputs, base, self.dy, lambda i: v, 1, np.array([1e-20]), method="complex-step"
+            )
+            fd = directional_derivatives(
+                outputs, base, self.dy, lambda i: v, 1, step, method="richardson"
+            )
+        except Exception:
+            return False
+        return bool(
+            np.all(np.isfinite(cs.value))
+            and abs(cs.value[0] - fd.value[0]) <= 1e-6 * max(1.0, abs(fd.value[0]))
+        )
+
+    def estimate_argument(
+        self, key: str, analytic: Array, screen: List[ArgumentResult]
+    ) -> ArgumentResult:
+        """The comparison for one argument in the requested mode.
+
+        In ``auto`` mode: a directional screen; if the estimator cannot resolve the tolerance
+        there (an ill-conditioned layer), the screen is repeated with richardson before anything
+        is declared; if the screen does not pass, full mode localizes the problem.
+        """
+        if self.mode != "auto":
+            return self.estimate(key, analytic, self.mode)
+        first = self.estimate(key, analytic, "directional")
+        if first.status == "inconclusive" and self.method in ("central", "five-point"):
+            screen.append(first)
+            first = self.estimate(key, analytic, "directional", method="richardson")
+        screen.append(first)
+        if first.status == "pass":
+            return first
+        return self.estimate(key, analytic, "full", method=first.method)
+
+    def run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
+        grads = self.run_analytic()
+        self.objective = LayerObjective(self.layer, self.x, self.target, self.dtype)
+        if self.objective.batched:
+            probe = (
+                self.x + harness_rng(self.seed, _PURPOSE_PROBE).standard_normal(self.x.shape) * 1e-3
+            )
+            if not self.objective.batch_support_holds(probe):
+                self.objective.batched = False
+                self.findings.append(
+                    Finding(
+                        "batch-support-broken",
+                        "warning",
+                        "the layer declares supports_batch, but a stacked forward differed from "
+                        "separate forwards; evaluated one input at a time instead",
+                    )
+                )
+        screen: List[ArgumentResult] = []
+        results: List[ArgumentResult] = []
+        params_before = {k: np.array(v, copy=True) for k, v in self.params.items()}
+        try:
+            with blas_single_thread(self.x.size >= _THREAD_LIMIT_SIZE):
+                for key in ["x", *self.param_keys]:
+                    results.append(self.estimate_argument(key, grads[key], screen))
+        finally:
+            # Leave the layer as the caller gave it: cache for x, parameters untouched.
+            for key, before in params_before.items():
+                if _changed(before, self.layer.params[key]) is not None:
+                    self.layer.params[key][...] = before
+            try:
+                self.forward()
+            except _Abort:
+                pass
+        return results, screen
+
+
+def _draw_target(x: Array, seed: int) -> Array:
+    """Integer labels ``(…,)`` in ``[0, C)`` for logits ``(…, C)``, from the harness's stream."""
+    return harness_rng(seed, _PURPOSE_TARGET).integers(0, x.shape[-1], size=x.shape[:-1])
+
+
+def _reason(
+    results: List[ArgumentResult],
+    findings: List[Finding],
+    status: str,
+    spectrum: Optional[Dict[str, float]],
+) -> Optional[str]:
+    if status == "pass":
+        return None
+    for severity in ("error", "fail"):
+        for f in findings:
+            if f.severity == severity:
+                return f"{f.code}: {f.message}"
+    for a in results:
+        c = a.comparison
+        if a.status == "fail":
+            w = c.worst[0]
+            return (
+                f"{a.name}: {c.n_failed}/{c.n_entries} entries beyond tolerance; "
+                f"worst at {w.index}: analytic {w.analytic:.6e}, numeric {w.numeric:.6e} "
+                f"(estimate error {w.error_estimate:.1e})"
+            )
+    for a in results:
+        c = a.comparison
+        if a.status == "inconclusive":
+            extra = ""
+            if spectrum:
+                extra = (
+                    f"; covariance condition number {spectrum['condition_number']:.2e}, "
+                    f"smallest eigenvalue gap {spectrum['min_gap']:.2e}"
+                )
+            return (
+                f"{a.name}: the numerical estimate cannot resolve the tolerance on "
+                f"{c.n_inconclusive}/{c.n_entries} entries (its error estimate reaches "
+                f"{c.max_error_estimate:.2e}){extra}"
+            )
+    return None
+
+
+def check_layer(
+    layer: Any,
+    x: Any,
+    *,
+    dy: Optional[Array] = None,
+    target: Optional[Array] = None,
+    seed: int = 0,
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
+    mode: str = "auto",
+    method: str = "central",
+    directions: int = 3,
+    check_params: bool = True,
+    allow_float32: bool = False,
+    chunk: Optional[int] = None,
+    n_worst: int = 5,
+) -> CheckResult:
+    """Check ``layer.backward`` against a numerical gradient at input ``x``.
+
+    Parameters
+    ----------
+    layer
+        Any object with ``forward(x) -> y`` and ``backward(dy) -> dx`` (rows of ``x`` are
+        examples); parameters, if any, in a dict ``layer.params`` with gradients written by
+        backward into ``layer.grads``. A loss layer (``is_loss = True``) has
+        ``forward(x, target) -> float`` and ``backward() -> dL/dx``.
+    x
+        The input, float64 (float32 only with ``allow_float32``, then with ``rtol = sqrt(eps32)``).
+    dy
+        Upstream gradient, shape of ``forward(x)``. Default: standard normal from the harness's
+        stream for ``seed`` (never equal to ``default_rng(seed)`` draws, see ``harness_rng``).
+    target
+        Labels for a loss layer; default: uniform integers in ``[0, C)`` drawn from ``seed``.
+    rtol, atol
+        Tolerances; defaults derived in :mod:`gradcheck.compare` (``rtol = sqrt(eps)``).
+    mode
+        ``"full"`` (every entry), ``"directional"`` (``directions`` Gaussian directions) or
+        ``"auto"``: directional screen, then full mode for any argument that does not pass,
+        so that a failure always names its entries.
+    method
+        ``"central"``, ``"five-point"``, ``"richardson"`` or ``"complex-step"``.
+
+    Returns a :class:`CheckResult`; its ``status`` is ``"pass"``, ``"inconclusive"``, ``"fail"``
+    or ``"error"``. Invalid options (unknown mode or method) raise ``ValueError``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"check_layer: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if method not in METHODS:
+        raise ValueError(
+            f"check_layer: unknown method {method!r}; expected one of {', '.join(METHODS)}"
+        )
+    if directions < 1:
+        raise ValueError(f"check_layer: directions must be at least 1, got {directions}")
+    start = time.perf_counter()
+    name = layer_name(layer)
+    arr = np.asarray(x)
+    result = CheckResult(
+        layer=name, shape=tuple(arr.shape), seed=seed, mode=mode, method=method, status="error"
+    )
+
+    def finish(
+        status: str,
+        results: List[ArgumentResult],
+        screen: List[ArgumentResult],
+        findings: List[Finding],
+        spectrum: Optional[Dict[str, float]],
+    ) -> CheckResult:
+        result.status = status
+        result.arguments = results
+        result.screen = screen
+        result.findings = findings
+        result.spectrum = spectrum
+        result.reason = _reason(results, findings, status, spectrum)
+        result.elapsed = time.perf_counter() - start
+        return result
+
+    def refuse(code: str, message: str) -> CheckResult:
+        return finish("error", [], [], [Finding(code, "error", f"{name}: {message}")], None)
+
+    if not np.issubdtype(arr.dtype, np.floating):
+        return refuse("x-dtype", f"x must be a floating-point array, got dtype {arr.dtype}")
+    if arr.dtype != np.float64 and not (allow_float32 and arr.dtype == np.float32):
+        return refuse(
+            "x-dtype",
+            f"x has dtype {arr.dtype}; gradient checks run in float64 (finite differences in lower "
+            "precision lose most digits). Convert with x.astype(np.float64), or pass "
+            "allow_float32=True to check float32 with rtol = sqrt(eps32) = 3.5e-4",
+        )
+    if arr.ndim == 0 or arr.size == 0:
+        return refuse("x-shape", f"x must be a non-empty array, got shape {arr.shape}")
+    if (idx := _nonfinite_index(arr)) is not None:
+        return refuse("x-nonfinite", f"x contains {arr[idx]} at index {idx}")
+    x64 = np.array(arr, copy=True)
+    if is_loss_layer(layer) and target is None:
+        target = _draw_target(x64, seed)
+
+    checker = _Checker(
+        layer,
+        x64,
+        dy=dy,
+        target=target,
+        seed=seed,
+        rtol=rtol,
+        atol=atol,
+        mode=mode,
+        method=method,
+        directions=directions,
+        check_params=check_params,
+        chunk=chunk,
+        n_worst=n_worst,
+        dtype=arr.dtype,
+    )
+    try:
+        results, screen = checker.run()
+    except _Abort as abort:
+        checker.findings.append(abort.finding)
+        return finish("error", [], [], checker.findings, getattr(checker, "spectrum", None))
+    if arr.dtype == np.float32:
+        checker.findings.append(
+            Finding(
+                "float32", "info", f"float32 input allowed; rtol = sqrt(eps32) = {checker.rtol:.2e}"
+            )
+        )
+    statuses = [a.status for a in results] + [
+        f.severity for f in checker.findings if f.severity in ("fail", "error")
+    ]
+    return finish(worst_status(statuses), results, screen, checker.findings, checker.spectrum)

@@ -1,0 +1,207 @@
+"""What a check returns: its verdict, the per-argument comparisons and the named findings.
+
+Statuses, from best to worst: ``"pass"``, ``"inconclusive"`` (the numerical estimate could not
+resolve the tolerance; never counted as a pass), ``"fail"`` (the backward is wrong or misbehaves),
+``"error"`` (the check could not be carried out: the layer raised, returned garbage, NaN or Inf).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from .compare import Comparison
+
+STATUS_ORDER = ("pass", "inconclusive", "fail", "error")
+_WIDTHS = (14, 14, 14, 10, 10)  # columns of the worst-entries table in CheckResult.explain
+
+
+def worst_status(statuses: List[str]) -> str:
+    """The worst of ``statuses`` in the order pass < inconclusive < fail < error."""
+    return max(statuses, key=STATUS_ORDER.index, default="pass")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A named observation about the layer's behaviour, apart from the numeric comparison.
+
+    ``severity`` is ``"error"`` (the check cannot proceed), ``"fail"`` (a contract is broken:
+    mutation of an argument, non-determinism, non-linearity in ``dy``), ``"warning"`` or ``"info"``.
+    """
+
+    code: str
+    severity: str
+    message: str
+
+    def to_dict(self) -> Dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ArgumentResult:
+    """The comparison for one differentiated argument: the input ``x`` or one parameter."""
+
+    name: str  # "x" for the input, otherwise the parameter's key
+    kind: str  # "input" | "param"
+    mode: str  # "full" | "directional"
+    method: str
+    comparison: Comparison
+    evaluations: int  # forward calls spent on the numerical estimate
+    directions: Optional[int] = None  # directional mode: how many random directions
+    miss_probability: Optional[float] = None  # directional: P(a 1e-4 relative error slips through)
+
+    @property
+    def status(self) -> str:
+        return self.comparison.status
+
+    def to_dict(self) -> Dict[str, Any]:
+        c = self.comparison
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "mode": self.mode,
+            "method": self.method,
+            "status": c.status,
+            "max_abs_error": c.max_abs_error,
+            "rel_error": c.rel_error,
+            "rtol": c.rtol,
+            "atol": c.atol,
+            "n_entries": c.n_entries,
+            "n_failed": c.n_failed,
+            "n_inconclusive": c.n_inconclusive,
+            "max_error_estimate": c.max_error_estimate,
+            "evaluations": self.evaluations,
+            "directions": self.directions,
+            "miss_probability": self.miss_probability,
+            "worst": [
+                {
+                    "index": list(e.index),
+                    "analytic": e.analytic,
+                    "numeric": e.numeric,
+                    "error_estimate": e.error_estimate,
+                    "tolerance": e.tolerance,
+                }
+                for e in c.worst
+            ],
+        }
+
+
+@dataclass
+class CheckResult:
+    """The outcome of checking one layer on one input.
+
+    ``arguments`` holds one comparison per differentiated argument (the input first, then the
+    parameters in key order). In ``auto`` mode an argument that did not pass the directional
+    screen appears with its full-mode comparison, which names the wrong entries.
+    """
+
+    layer: str
+    shape: Tuple[int, ...]
+    seed: int
+    mode: str
+    method: str
+    status: str
+    arguments: List[ArgumentResult] = field(default_factory=list)
+    findings: List[Finding] = field(default_factory=list)
+    reason: Optional[str] = None
+    spectrum: Optional[Dict[str, float]] = None
+    elapsed: float = 0.0
+    reproduce: Optional[str] = None
+    screen: List[ArgumentResult] = field(default_factory=list)  # auto mode: the directional pass
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    @property
+    def params(self) -> Dict[str, ArgumentResult]:
+        return {a.name: a for a in self.arguments if a.kind == "param"}
+
+    @property
+    def input(self) -> Optional[ArgumentResult]:
+        return next((a for a in self.arguments if a.kind == "input"), None)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((a.comparison.max_abs_error for a in self.arguments), default=float("nan"))
+
+    @property
+    def rel_error(self) -> float:
+        return max((a.comparison.rel_error for a in self.arguments), default=float("nan"))
+
+    @property
+    def worst(self) -> Optional[ArgumentResult]:
+        """The argument with the worst verdict (then the largest relative error)."""
+        if not self.arguments:
+            return None
+        return max(
+            self.arguments,
+            key=lambda a: (STATUS_ORDER.index(a.status), a.comparison.rel_error),
+        )
+
+    @property
+    def worst_index(self) -> Optional[Tuple[int, ...]]:
+        w = self.worst
+        return w.comparison.worst_index if w is not None else None
+
+    @property
+    def tolerance(self) -> Optional[Dict[str, float]]:
+        w = self.worst
+        if w is None:
+            return None
+        return {"rtol": w.comparison.rtol, "atol": w.comparison.atol}
+
+    def to_dict(self) -> Dict[str, Any]:
+        worst = self.worst
+        return {
+            "layer": self.layer,
+            "shape": list(self.shape),
+            "seed": self.seed,
+            "mode": self.mode,
+            "method": self.method,
+            "status": self.status,
+            "max_abs_error": None if worst is None else self.max_abs_error,
+            "rel_error": None if worst is None else self.rel_error,
+            "worst_argument": None if worst is None else worst.name,
+            "worst_index": None if self.worst_index is None else list(self.worst_index),
+            "tolerance": self.tolerance,
+            "reason": self.reason,
+            "spectrum": self.spectrum,
+            "elapsed": self.elapsed,
+            "reproduce": self.reproduce,
+            "arguments": [a.to_dict() for a in self.arguments],
+            "screen": [a.to_dict() for a in self.screen],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def summary(self) -> str:
+        """One human line: what was checked and the verdict with its evidence."""
+        shape = "x".join(str(s) for s in self.shape)
+        head = f"{self.layer} [{shape}, seed {self.seed}]: {self.status}"
+        if self.reason:
+            return f"{head}: {self.reason}"
+        return f"{head} (rel error {self.rel_error:.2e}, max abs error {self.max_abs_error:.2e})"
+
+    def explain(self) -> str:
+        """A multi-line account: the verdict, the worst entries side by side, the findings."""
+        lines = [self.summary()]
+        for a in self.arguments:
+            c = a.comparison
+            lines.append(
+                f"  {a.kind} {a.name!r} ({a.mode}, {a.method}): {c.status}, "
+                f"rel error {c.rel_error:.3e}, rtol {c.rtol:.2e}, atol {c.atol:.2e}, "
+                f"{c.n_failed}/{c.n_entries} entries beyond tolerance"
+            )
+            if a.status != "pass":
+                header = zip(("index", "analytic", "numeric", "|diff|", "est.err"), _WIDTHS)
+                lines.append("    " + " ".join(h.rjust(w) for h, w in header))
+                for e in c.worst:
+                    lines.append(
+                        f"    {e.index!s:>14} {e.analytic:>14.6e} {e.numeric:>14.6e} "
+                        f"{e.abs_error:>10.2e} {e.error_estimate:>10.2e}"
+                    )
+        for f in self.findings:
+            lines.append(f"  [{f.severity}] {f.code}: {f.message}")
+        if self.reproduce:
+            lines.append(f"  reproduce: {self.reproduce}")
+        return "\n".join(lines)
