@@ -94,6 +94,8 @@ def base_step(method: str, scale: Array, dtype: np.dtype = FLOAT64) -> Array:
     """Step sizes ``eps^p * max(1, scale)`` for ``method`` (``p`` from its error order)."""
     if method == "complex-step":
         return np.full(np.shape(scale), COMPLEX_STEP)
+    if method not in METHODS and method not in _STENCILS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     exponent, _ = _STENCILS["richardson-coarse" if method == "richardson" else method]
     eps = np.finfo(dtype).eps
     return eps**exponent * np.maximum(1.0, np.abs(scale))

@@ -47,8 +47,9 @@ class CheckOptions:
     timeout: Optional[float] = None
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Raised by the alarm; a BaseException so that a check's ``except Exception`` around the
+    layer's own calls cannot swallow it."""
 
 
 @contextmanager

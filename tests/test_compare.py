@@ -1,0 +1,56 @@
+"""The comparison rule: pass, fail, inconclusive, and the derived default tolerances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcheck.compare import compare, default_atol, default_rtol, relative_error
+
+
+def test_default_tolerances_are_derived_from_the_dtype():
+    assert default_rtol() == pytest.approx(np.sqrt(np.finfo(np.float64).eps))
+    assert default_rtol(np.dtype(np.float32)) == pytest.approx(np.sqrt(np.finfo(np.float32).eps))
+    a = np.array([1.0, -4.0])
+    assert default_atol(a, np.array([0.5, 2.0]), 1e-8) == pytest.approx(4e-8)
+
+
+def test_agreement_within_tolerance_passes():
+    n = np.array([1.0, 2.0, 3.0])
+    c = compare(n * (1 + 1e-10), n, np.full(3, 1e-12))
+    assert c.status == "pass" and c.n_failed == 0
+
+
+def test_disagreement_beyond_tolerance_and_estimate_fails_and_ranks_the_worst():
+    n = np.array([[1.0, 2.0], [3.0, 4.0]])
+    a = n.copy()
+    a[1, 0] += 1e-3
+    a[0, 1] += 1e-6
+    c = compare(a, n, np.zeros_like(n))
+    assert c.status == "fail" and c.n_failed == 2
+    assert c.worst_index == (1, 0)
+    assert c.worst[1].index == (0, 1)
+    assert c.worst[0].abs_error == pytest.approx(1e-3)
+
+
+def test_an_estimate_too_coarse_for_the_tolerance_is_inconclusive_not_pass():
+    n = np.array([1.0, 2.0])
+    c = compare(n + 1e-9, n, np.full(2, 1e-6))
+    assert c.status == "inconclusive" and c.n_inconclusive == 2
+
+
+def test_a_difference_larger_than_the_estimate_error_fails_even_when_coarse():
+    n = np.array([1.0, 2.0])
+    c = compare(n + 1e-3, n, np.full(2, 1e-6))
+    assert c.status == "fail"
+
+
+def test_relative_error_is_symmetric_and_safe_at_zero():
+    a, n = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert relative_error(a, n) == relative_error(n, a) == pytest.approx(np.sqrt(2))
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shapes differ"):
+        compare(np.zeros(2), np.zeros(3), np.zeros(3))

@@ -1,0 +1,115 @@
+"""The estimators: error orders, honest error estimates, steps, batching and chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcheck.finite_diff import (
+    METHODS,
+    base_step,
+    directional_derivatives,
+    harness_rng,
+    partial_derivatives,
+)
+
+
+def smooth_outputs(points):
+    """F(x) = [sin(x) * exp(x/3), x^3] per entry: analytic, with a known gradient."""
+    return np.stack([np.sin(points) * np.exp(points / 3.0), points**3], axis=1)
+
+
+def smooth_grad(x, w):
+    d0 = (np.cos(x) + np.sin(x) / 3.0) * np.exp(x / 3.0)
+    return w[0] * d0 + w[1] * 3.0 * x**2
+
+
+X = np.random.default_rng(0).standard_normal((5, 3))
+W = harness_rng(0, 1).standard_normal((2, 5, 3))
+TRUE = smooth_grad(X, W)
+
+
+@pytest.mark.parametrize(
+    "method, bound",
+    [("central", 1e-9), ("five-point", 1e-12), ("richardson", 5e-13), ("complex-step", 1e-15)],
+)
+def test_accuracy_of_each_method(method, bound):
+    est = partial_derivatives(smooth_outputs, X, W, method=method)
+    rel = np.linalg.norm(est.value - TRUE) / np.linalg.norm(TRUE)
+    assert rel < bound
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_error_estimate_bounds_the_actual_error(method):
+    est = partial_derivatives(smooth_outputs, X, W, method=method)
+    assert np.all(np.abs(est.value - TRUE) <= est.error)
+
+
+def test_error_estimates_are_not_wildly_pessimistic():
+    for method in ("central", "five-point", "richardson"):
+        est = partial_derivatives(smooth_outputs, X, W, method=method)
+        assert np.max(est.error) < 1e4 * max(np.max(np.abs(est.value - TRUE)), 1e-15)
+
+
+def test_truncation_error_has_the_stated_order():
+    """Halving a (large) step divides the central error by 4 and the five-point error by 16."""
+    x = np.array([[0.7]])
+    w = np.ones((2, 1, 1))
+    truth = smooth_grad(x, w)
+    for method, order in (("central", 2), ("five-point", 4)):
+        errs = []
+        for h in (0.2, 0.1):
+            est = directional_derivatives(
+                smooth_outputs,
+                x,
+                w,
+                lambda i: np.ones((len(i), 1, 1)),
+                1,
+                np.array([h]),
+                method=method,
+            )
+            errs.append(abs(est.value[0] - truth[0, 0]))
+        assert errs[0] / errs[1] == pytest.approx(2.0**order, rel=0.15)
+
+
+def test_steps_follow_the_epsilon_rule_and_are_representable():
+    eps = np.finfo(np.float64).eps
+    x = np.array([0.0, 0.5, -3.0, 1e4])
+    h = base_step("central", x)
+    assert np.allclose(h, eps ** (1 / 3) * np.maximum(1.0, np.abs(x)))
+    assert np.allclose(base_step("five-point", x), eps ** (1 / 5) * np.maximum(1.0, np.abs(x)))
+    assert np.all(base_step("complex-step", x) == 1e-20)
+
+
+def test_indices_and_chunking_give_the_same_values():
+    full = partial_derivatives(smooth_outputs, X, W, method="central")
+    chunked = partial_derivatives(smooth_outputs, X, W, method="central", chunk=2)
+    assert np.array_equal(full.value, chunked.value)
+    some = partial_derivatives(smooth_outputs, X, W, method="central", indices=np.array([0, 7, 14]))
+    assert np.array_equal(some.value, full.value.ravel()[[0, 7, 14]])
+
+
+def test_unaffected_outputs_cancel_exactly():
+    """Differences are taken before contracting with w, so outputs that a perturbation does not
+    reach contribute no round-off: an elementwise map is estimated entry by entry."""
+
+    def cube(points):
+        return points**3
+
+    x = np.full((50, 50), 2.0)
+    w = np.ones((50, 50)) * 1e6  # a large contraction would swamp L-differences in round-off
+    est = partial_derivatives(cube, x, w, method="central")
+    assert np.allclose(est.value, 12.0 * 1e6, rtol=1e-9)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown method"):
+        partial_derivatives(smooth_outputs, X, W, method="forward")
+
+
+def test_harness_rng_streams_are_independent_by_purpose_and_seed():
+    a = harness_rng(1, 1).standard_normal(4)
+    b = harness_rng(1, 2).standard_normal(4)
+    c = harness_rng(2, 1).standard_normal(4)
+    assert not np.allclose(a, b) and not np.allclose(a, c)
+    assert not np.allclose(a, np.random.default_rng(1).standard_normal(4))
