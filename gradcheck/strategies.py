@@ -274,13 +274,20 @@ def _distinct_normalized(draw, k: int, cond_max: float, gap: float) -> np.ndarra
     """k distinct descending values in [1/cond_max, 1], first == 1, relative gaps >= gap."""
     if k == 1:
         return np.ones(1)
+    # Small safety margins absorb the rounding of the cumulative sums below and of the scaling
+    # in _spectra, so that the stated cond <= cond_max and gaps >= gap hold exactly in floating
+    # point (except for requests exactly at the feasibility boundary, where no room is left).
+    machine = np.finfo(np.float64).eps
+    floor = min(1.0, (1.0 / cond_max) * (1.0 + 8 * machine))
+    slack = (1.0 - floor) - (k - 1) * gap
+    gap = gap + min((k + 4) * 4 * machine, max(slack, 0.0) / (k - 1))
     span_min = (k - 1) * gap
     # the condition number is drawn on a log10 scale: t = log10(cond) in [t_lo, t_hi]; it shrinks
     # toward t = 1 (cond = 10) when that is allowed, i.e. toward a well-conditioned spectrum.
-    t_hi = math.log10(cond_max)
+    t_hi = -math.log10(floor)
     t_lo = min(-math.log10(1.0 - span_min) if span_min < 1.0 else t_hi, t_hi)
     t = draw(st.floats(t_lo, t_hi, allow_nan=False, allow_infinity=False))
-    smallest = min(max(10.0**-t, 1.0 / cond_max), 1.0)
+    smallest = min(max(10.0**-t, floor), 1.0)
     extra = max((1.0 - smallest) - span_min, 0.0)
     # integer weights shrink to all-equal, i.e. to equally spaced eigenvalues
     weights = np.array(
@@ -357,8 +364,10 @@ def spectra(
             ``[0.1, 10]`` on a log scale.
 
     The log-condition number is drawn first, then the gaps (integer weights, so the spectrum
-    shrinks to equally spaced eigenvalues), then the tie pattern and the scale. Condition number
-    and gaps hold up to rounding (``1e-12`` relative).
+    shrinks to equally spaced eigenvalues), then the tie pattern and the scale. The bounds hold
+    exactly for the returned floats (``lam[0] / lam[-1] <= cond_max`` and
+    ``(lam[i] - lam[i+1]) / lam[0] >= min_gap`` as computed in float64), except for a request
+    exactly at the feasibility boundary, where they hold up to rounding.
 
     Raises:
         InvalidArgument: ``d`` distinct eigenvalues ``min_gap`` apart need
@@ -466,12 +475,14 @@ def _batches_with_spectrum(
 ) -> SpectralBatch:
     min_r = 2 if ties else 0  # ties among the nonzero eigenvalues need two of them
     min_d = min_r + (1 if rank == "deficient" else 0)
+    if isinstance(rank, (int, np.integer)):
+        min_d = max(min_d, int(rank))
     d_val = _check_int("d", draw(_int_strategy("d", d, st.integers(max(1, min_d), max_d))), 1)
     assume(d_val >= min_d)
     if rank is None:
         r = d_val
     elif rank == "deficient":
-        r = d_val - draw(st.integers(1, d_val - min_r))  # shrinks toward rank d - 1
+        r = d_val - draw(st.integers(1, d_val - min_r))
     else:
         r = draw(_int_strategy("rank", rank, st.just(d_val)))  # type: ignore[arg-type]
         assume(min_r <= r <= d_val)
@@ -542,8 +553,10 @@ def batches_with_spectrum(
         smallest: smallest nonzero eigenvalue (float or strategy); default: scale drawn.
         ties: exact ties among the nonzero eigenvalues (needs rank >= 2).
         rank: ``None`` for full rank ``D``; an int or a strategy for rank ``r <= D``; or
-            ``"deficient"`` for ``r < D`` (shrinking toward ``D - 1``). The covariance then has
-            ``D - r`` zero eigenvalues: meant for layers with a regularizer ``eps``.
+            ``"deficient"`` for any ``r < D`` (``r >= 2`` with ``ties``). The covariance then
+            has ``D - r`` zero eigenvalues: meant for layers with a regularizer ``eps``. A
+            smaller rank means fewer draws, so the shrinker tends toward ``r = 0`` (``N = 1``
+            or all rows equal) unless the property needs more.
         max_n, max_d: upper bounds when ``n`` / ``d`` are drawn.
         mean_bound: column means are drawn in ``[-mean_bound, mean_bound]`` (shrinking to 0);
             ``0`` gives exactly centered batches. A nonzero mean catches backward passes that
@@ -578,6 +591,8 @@ def batches_with_spectrum(
             raise InvalidArgument(f"ties among nonzero eigenvalues need rank >= 2, got {fixed_r}")
         if fixed_d is not None and fixed_r > fixed_d:
             raise InvalidArgument(f"rank={fixed_r} exceeds d={fixed_d}")
+        if d is None and fixed_r > max_d:
+            raise InvalidArgument(f"rank={fixed_r} exceeds max_d={max_d}")
     needed = fixed_r if fixed_r is not None else (fixed_d if rank is None else None)
     if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
         _check_int("n", n, 1)

@@ -141,11 +141,12 @@ def test_spectra_are_descending_positive_and_respect_cond_and_gap(data, d, cond_
     lam = data.draw(spectra(d, cond_max=cond_max, min_gap=min_gap))
     assert_float64_finite(lam, (d,))
     assert np.all(lam > 0)
-    assert lam[0] / lam[-1] <= cond_max * (1 + 1e-12)
+    # the bounds hold exactly for the returned floats, not merely up to rounding
+    assert lam[0] / lam[-1] <= cond_max
     if d > 1:
-        gaps = -np.diff(lam) / lam[0]
+        gaps = (lam[:-1] - lam[1:]) / lam[0]
         floor = DISTINCT_GAP if min_gap is None else min_gap
-        assert gaps.min() >= floor * (1 - 1e-6)
+        assert gaps.min() >= floor
 
 
 @FAST
@@ -157,7 +158,7 @@ def test_spectra_with_ties_repeat_values_exactly(data, d, min_gap):
     assert np.any(diffs == 0.0), "at least two eigenvalues must be bit-for-bit equal"
     distinct = np.unique(lam)[::-1]
     if min_gap is not None and distinct.size > 1:
-        assert np.min(-np.diff(distinct)) / lam[0] >= min_gap * (1 - 1e-6)
+        assert np.min(distinct[:-1] - distinct[1:]) / lam[0] >= min_gap
 
 
 def test_spectra_shrink_to_equally_spaced_eigenvalues_with_condition_number_10():
@@ -208,7 +209,7 @@ def check_batch(b: SpectralBatch, cond_max: float) -> np.ndarray:
 
     if b.rank == d and d > 0:
         assert b.condition_number == pytest.approx(lam[0] / lam[-1], rel=1e-12)
-        assert b.condition_number <= cond_max * (1 + 1e-12)
+        assert b.condition_number <= cond_max
         assert spectrum_stats(b.x)[0] <= cond_max * (1 + 1e-6)
     else:
         assert b.condition_number == np.inf
@@ -224,7 +225,7 @@ def test_batches_reproduce_the_requested_spectrum(data, cond_max, min_gap):
     assert b.rank == b.d
     if b.d > 1:
         floor = DISTINCT_GAP if min_gap is None else min_gap
-        assert b.min_gap >= floor * (1 - 1e-6)
+        assert b.min_gap >= floor
         # measured gap: the relative error of the eigenvalues is ~1e-15 of the largest
         assert spectrum_stats(b.x)[1] >= floor - 1e-12
 
