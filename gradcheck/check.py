@@ -168,6 +168,7 @@ class _Checker:
         chunk: Optional[int],
         n_worst: int,
         dtype: np.dtype,
+        escalate: bool,
     ) -> None:
         self.layer = layer
         self.x = x
@@ -182,6 +183,7 @@ class _Checker:
         self.check_params = check_params
         self.chunk = chunk if chunk else max(1, min(512, 2**22 // max(1, x.size)))
         self.n_worst = n_worst
+        self.escalate = escalate
         self.dtype = dtype
         self.is_loss = is_loss_layer(layer)
         self.findings: List[Finding] = []
@@ -469,20 +471,38 @@ class _Checker:
     ) -> ArgumentResult:
         """The comparison for one argument in the requested mode.
 
-        In ``auto`` mode: a directional screen; if the estimator cannot resolve the tolerance
-        there (an ill-conditioned layer), the screen is repeated with richardson before anything
-        is declared; if the screen does not pass, full mode localizes the problem.
+        In ``auto`` mode: a directional screen, and if it does not pass, full mode to localize
+        the problem. In every mode, when ``escalate`` is on and a central or five-point estimate
+        cannot resolve the tolerance (an ill-conditioned layer), the same comparison is repeated
+        with richardson before anything is declared; the superseded comparison is kept in
+        ``screen``.
         """
         if self.mode != "auto":
-            return self.estimate(key, analytic, self.mode)
-        first = self.estimate(key, analytic, "directional")
-        if first.status == "inconclusive" and self.method in ("central", "five-point"):
-            screen.append(first)
-            first = self.estimate(key, analytic, "directional", method="richardson")
-        screen.append(first)
+            return self.escalated(key, analytic, self.mode, screen)
+        first = self.escalated(key, analytic, "directional", screen)
         if first.status == "pass":
+            screen.append(first)
             return first
-        return self.estimate(key, analytic, "full", method=first.method)
+        screen.append(first)
+        return self.escalated(key, analytic, "full", screen, method=first.method)
+
+    def escalated(
+        self,
+        key: str,
+        analytic: Array,
+        mode: str,
+        superseded: List[ArgumentResult],
+        method: Optional[str] = None,
+    ) -> ArgumentResult:
+        result = self.estimate(key, analytic, mode, method=method)
+        if (
+            self.escalate
+            and result.status == "inconclusive"
+            and result.method in ("central", "five-point")
+        ):
+            superseded.append(result)
+            result = self.estimate(key, analytic, mode, method="richardson")
+        return result
 
     def run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
         grads = self.run_analytic()
@@ -579,6 +599,7 @@ def check_layer(
     allow_float32: bool = False,
     chunk: Optional[int] = None,
     n_worst: int = 5,
+    escalate: bool = True,
 ) -> CheckResult:
     """Check ``layer.backward`` against a numerical gradient at input ``x``.
 
@@ -604,6 +625,9 @@ def check_layer(
         so that a failure always names its entries.
     method
         ``"central"``, ``"five-point"``, ``"richardson"`` or ``"complex-step"``.
+    escalate
+        When a central or five-point estimate cannot resolve the tolerance, repeat that
+        comparison with richardson before declaring it inconclusive (default on).
 
     Returns a :class:`CheckResult`; its ``status`` is ``"pass"``, ``"inconclusive"``, ``"fail"``
     or ``"error"``. Invalid options (unknown mode or method) raise ``ValueError``.
@@ -674,6 +698,7 @@ def check_layer(
         chunk=chunk,
         n_worst=n_worst,
         dtype=arr.dtype,
+        escalate=escalate,
     )
     try:
         results, screen = checker.run()

@@ -182,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="random directions per argument in directional mode (default 3)",
     )
     met.add_argument(
+        "--no-escalate",
+        dest="escalate",
+        action="store_false",
+        help="report a central/five-point estimate that cannot resolve the tolerance as "
+        "inconclusive instead of repeating it with richardson",
+    )
+    met.add_argument(
         "--rtol",
         type=_nonnegative_float,
         default=None,
@@ -210,6 +217,30 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--strict", action="store_true", help="count inconclusive checks as failures")
     out.add_argument("--quiet", action="store_true", help="no progress on stderr")
     rep.set_defaults(handler=cmd_report)
+
+    mut = sub.add_parser(
+        "mutants",
+        help="mutation self-test: the battery must catch every deliberately wrong backward",
+        description="Run the standard battery on a catalogue of deliberately wrong backward "
+        "passes derived from the built-in layers (layers/mutants.py) and on every correct "
+        "registered variant. Prints the mutation score and the false-alarm count. Exit 0 when "
+        "every mutant is caught and no correct layer fails, 1 otherwise.",
+        epilog="examples:\n  gradcheck mutants\n  gradcheck mutants --format markdown --seed 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mut.add_argument(
+        "--seed",
+        action="append",
+        type=int,
+        default=[],
+        metavar="N",
+        help="seeds of the battery (repeatable); default 0 and 1",
+    )
+    mut.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    mut.add_argument(
+        "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
+    )
+    mut.set_defaults(handler=cmd_mutants)
 
     lst = sub.add_parser(
         "list",
@@ -289,6 +320,8 @@ def reproduce_command(
             words += [f"--{flag}", repr(value)]
     if args.dtype != "float64":
         words += ["--dtype", args.dtype, "--allow-float32"]
+    if not args.escalate:
+        words.append("--no-escalate")
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -340,6 +373,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         layer_options={"eps": args.eps},
         timeout=args.timeout,
+        escalate=args.escalate,
     )
     start = time.perf_counter()
     results = run_jobs(jobs, options, _progress_printer(sys.stderr, not args.quiet))
@@ -348,6 +382,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         config={
             "mode": args.mode,
             "method": args.method,
+            "escalate": args.escalate,
             "rtol": args.rtol,
             "atol": args.atol,
             "tolerance_rule": "per entry |a - n| <= atol + rtol*|n| (+ the estimate's own error); "
@@ -374,6 +409,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_atomic(args.output, text)
         if not args.quiet:
             sys.stderr.write(report.summary_line() + "\n")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    import json
+
+    from .battery import BATTERY_SEEDS
+    from .mutation import render_mutation_markdown, render_mutation_text, run_mutation_test
+
+    report = run_mutation_test(seeds=args.seed or BATTERY_SEEDS)
+    if args.format == "json":
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+    elif args.format == "markdown":
+        text = render_mutation_markdown(report)
+    else:
+        text = render_mutation_text(report)
+    if args.output:
+        write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK if report.ok else EXIT_FAIL

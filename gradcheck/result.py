@@ -107,7 +107,9 @@ class CheckResult:
     spectrum: Optional[Dict[str, float]] = None
     elapsed: float = 0.0
     reproduce: Optional[str] = None
-    screen: List[ArgumentResult] = field(default_factory=list)  # auto mode: the directional pass
+    # Comparisons superseded by the final ones: auto mode's directional screen, and estimates
+    # that were repeated with richardson because they could not resolve the tolerance.
+    screen: List[ArgumentResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

@@ -45,6 +45,7 @@ class CheckOptions:
     dtype: str = "float64"
     layer_options: Dict[str, Any] = field(default_factory=dict)
     timeout: Optional[float] = None
+    escalate: bool = True
 
 
 class _Timeout(BaseException):
@@ -122,6 +123,7 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
                 method=options.method,
                 directions=options.directions,
                 allow_float32=options.allow_float32,
+                escalate=options.escalate,
             )
     except _Timeout:
         return _error_result(

@@ -351,7 +351,7 @@ def test_layer_is_left_as_given():
 
 def test_ill_conditioned_whitening_is_inconclusive_not_pass_in_full_central_mode():
     x = x_of((4, 6))  # N < D: D - N + 1 eigenvalues of Sigma equal eps
-    result = check_layer(ZCAWhitening(eps=1e-9), x, mode="full", method="central")
+    result = check_layer(ZCAWhitening(eps=1e-9), x, mode="full", method="central", escalate=False)
     assert result.status == "inconclusive"
     assert "condition number" in result.reason
     assert result.spectrum["condition_number"] > 1e8
@@ -361,3 +361,16 @@ def test_auto_mode_escalates_to_richardson_before_inconclusive():
     result = check_layer(ZCAWhitening(eps=1e-9), x_of((4, 6)))
     assert result.status == "pass", result.explain()
     assert [a.method for a in result.screen] == ["central", "richardson"]
+    assert result.input.method == "richardson"
+
+
+def test_full_mode_escalates_too():
+    result = check_layer(ZCAWhitening(eps=1e-7), x_of((4, 6)), mode="full")
+    assert result.status == "pass", result.explain()
+    assert [(a.mode, a.method) for a in result.screen] == [("full", "central")]
+
+
+def test_beyond_what_any_estimator_resolves_stays_inconclusive():
+    result = check_layer(ZCAWhitening(eps=1e-13), x_of((4, 6)))
+    assert result.status == "inconclusive", result.explain()
+    assert not result.passed

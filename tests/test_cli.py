@@ -276,6 +276,7 @@ def test_strict_turns_inconclusive_into_failure():
         "1e-9",
         "--mode",
         "full",
+        "--no-escalate",
     ]
     lenient = run(*args)
     assert lenient.returncode == 0 and "inconclusive" in lenient.stdout

@@ -1,0 +1,88 @@
+"""The standard battery: the checks every registered layer variant must pass.
+
+For each shape and seed of a variant: the default check (directional screen, then full mode
+where it does not pass) and the full-mode check of every entry. Every check includes the
+hygiene findings (no mutation of arguments, a repeatable backward, linearity in ``dy``). The
+pytest plugin turns each item into a test; ``gradcheck mutants`` runs the same items against
+deliberately wrong layers to prove that the battery catches them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+
+from .check import check_layer
+from .registry import LayerSpec, make_input
+from .result import CheckResult
+
+BATTERY_SEEDS: Tuple[int, ...] = (0, 1)
+BATTERY_MODES: Tuple[str, ...] = ("auto", "full")
+
+
+@dataclass(frozen=True)
+class BatteryItem:
+    """One check of the battery: a variant at a shape, seed and mode."""
+
+    name: str
+    factory: Callable[[], Any]
+    input: str
+    shape: Tuple[int, int]
+    seed: int
+    mode: str
+    rtol: Optional[float] = None
+    atol: Optional[float] = None
+
+    @property
+    def id(self) -> str:
+        """A readable pytest id, e.g. ``zca-eigh-16x4-seed0-auto``."""
+        return f"{self.name}-{self.shape[0]}x{self.shape[1]}-seed{self.seed}-{self.mode}"
+
+    def reproduce(self) -> str:
+        return (
+            f"gradcheck report --only {self.name} --shape {self.shape[0]}x{self.shape[1]} "
+            f"--seed {self.seed} --mode {'full' if self.mode == 'full' else 'auto'}"
+        )
+
+    def run(self) -> CheckResult:
+        layer = self.factory()
+        x = make_input(self.input, self.shape, self.seed)
+        result = check_layer(
+            layer, x, seed=self.seed, mode=self.mode, rtol=self.rtol, atol=self.atol
+        )
+        result.layer = self.name
+        result.reproduce = self.reproduce()
+        return result
+
+
+def battery_items(
+    name: str,
+    factory: Callable[[], Any],
+    *,
+    input: str = "matrix",
+    shapes: Iterable[Tuple[int, int]],
+    seeds: Sequence[int] = BATTERY_SEEDS,
+    modes: Sequence[str] = BATTERY_MODES,
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
+) -> List[BatteryItem]:
+    """The battery's items for one variant, shapes x seeds x modes."""
+    return [
+        BatteryItem(name, factory, input, tuple(shape), seed, mode, rtol, atol)  # type: ignore[arg-type]
+        for shape in shapes
+        for seed in seeds
+        for mode in modes
+    ]
+
+
+def spec_items(spec: LayerSpec, **kwargs: Any) -> List[BatteryItem]:
+    """The battery's items for a registered variant."""
+    return battery_items(
+        spec.name,
+        spec.build,
+        input=spec.input,
+        shapes=spec.shapes,
+        rtol=spec.rtol,
+        atol=spec.atol,
+        **kwargs,
+    )
