@@ -25,6 +25,7 @@ from .finite_diff import (
 )
 from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
 from .result import ArgumentResult, CheckResult, Finding, worst_status
+from .state import LayerState
 
 Array = np.ndarray
 
@@ -540,9 +541,14 @@ class _Checker:
         return results, screen
 
 
-def _draw_target(x: Array, seed: int) -> Array:
-    """Integer labels ``(…,)`` in ``[0, C)`` for logits ``(…, C)``, from the harness's stream."""
-    return harness_rng(seed, _PURPOSE_TARGET).integers(0, x.shape[-1], size=x.shape[:-1])
+def _draw_target(layer: Any, x: Array, seed: int) -> Array:
+    """Integer labels ``(N,)`` in ``[0, C)`` from the harness's stream.
+
+    ``C`` is the layer's ``n_classes`` when it declares one (a network ending in a loss takes
+    features, not logits), else the last axis of ``x`` (logits ``(N, C)``).
+    """
+    n_classes = int(getattr(layer, "n_classes", None) or x.shape[-1])
+    return harness_rng(seed, _PURPOSE_TARGET).integers(0, n_classes, size=x.shape[:-1])
 
 
 def _reason(
@@ -616,7 +622,8 @@ def check_layer(
         Upstream gradient, shape of ``forward(x)``. Default: standard normal from the harness's
         stream for ``seed`` (never equal to ``default_rng(seed)`` draws, see ``harness_rng``).
     target
-        Labels for a loss layer; default: uniform integers in ``[0, C)`` drawn from ``seed``.
+        Labels for a loss layer; default: uniform integers in ``[0, C)`` drawn from ``seed``,
+        with ``C = layer.n_classes`` if the layer declares it, else ``x.shape[-1]``.
     rtol, atol
         Tolerances; defaults derived in :mod:`gradcheck.compare` (``rtol = sqrt(eps)``).
     mode
@@ -681,7 +688,7 @@ def check_layer(
         return refuse("x-nonfinite", f"x contains {arr[idx]} at index {idx}")
     x64 = np.array(arr, copy=True)
     if is_loss_layer(layer) and target is None:
-        target = _draw_target(x64, seed)
+        target = _draw_target(layer, x64, seed)
 
     checker = _Checker(
         layer,
@@ -700,11 +707,14 @@ def check_layer(
         dtype=arr.dtype,
         escalate=escalate,
     )
+    state = LayerState.capture(layer)
     try:
         results, screen = checker.run()
     except _Abort as abort:
         checker.findings.append(abort.finding)
         return finish("error", [], [], checker.findings, getattr(checker, "spectrum", None))
+    finally:
+        state.restore()
     if arr.dtype == np.float32:
         checker.findings.append(
             Finding(

@@ -374,3 +374,36 @@ def test_beyond_what_any_estimator_resolves_stays_inconclusive():
     result = check_layer(ZCAWhitening(eps=1e-13), x_of((4, 6)))
     assert result.status == "inconclusive", result.explain()
     assert not result.passed
+
+
+def test_running_statistics_are_left_as_given():
+    from layers import DecorrelatedBatchNorm
+
+    layer = DecorrelatedBatchNorm()
+    layer.forward(x_of((32, 4), seed=5))
+    mean, whitening = layer.running_mean.copy(), layer.running_whitening.copy()
+    result = check_layer(layer, x_of((16, 4), seed=6) + 5.0)
+    assert result.status == "pass", result.explain()
+    assert np.array_equal(layer.running_mean, mean)
+    assert np.array_equal(layer.running_whitening, whitening)
+
+
+def test_loss_layer_labels_follow_a_declared_class_count():
+    class Head:
+        """Features (N, 3) -> logits (N, 2) -> mean softmax cross-entropy."""
+
+        is_loss = True
+        n_classes = 2
+
+        def __init__(self):
+            self.ce = SoftmaxCrossEntropy()
+            self.w = np.random.default_rng(0).standard_normal((3, 2))
+
+        def forward(self, x, target):
+            assert target.max() < 2
+            return self.ce.forward(x @ self.w, target)
+
+        def backward(self):
+            return self.ce.backward() @ self.w.T
+
+    assert check_layer(Head(), x_of((6, 3))).status == "pass"
