@@ -242,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mut.set_defaults(handler=cmd_mutants)
 
+    from .paper_suite import add_paper_command
+
+    add_paper_command(sub)
+
     lst = sub.add_parser(
         "list",
         help="list the registered layer variants",
