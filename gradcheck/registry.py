@@ -11,7 +11,11 @@ Input kinds say what a variant's forward takes:
 ``"matrix"``
     a float64 batch ``(N, D)``, rows are examples;
 ``"logits"``
-    float64 logits ``(N, C)`` of a loss layer, with integer labels drawn by the harness.
+    float64 logits ``(N, C)`` of a loss layer, with integer labels drawn by the harness;
+``"distinct-spectrum"``
+    a batch ``(N, D)`` whose covariance has well-separated eigenvalues, for layers that are
+    only defined (or only accurate) there: PCA whitening refuses tied eigenvalues, and the
+    paper's ``1/(lambda_i - lambda_j)`` chain divides by their gaps.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tup
 import numpy as np
 
 ENTRY_POINT_GROUP = "gradcheck.layers"
-INPUT_KINDS: Tuple[str, ...] = ("matrix", "logits")
+INPUT_KINDS: Tuple[str, ...] = ("matrix", "logits", "distinct-spectrum")
 DEFAULT_SHAPES: Tuple[Tuple[int, int], ...] = ((8, 3), (16, 5))
 
 

@@ -149,3 +149,8 @@ def register() -> None:
     reg("leaky-relu", LeakyReLU, tags=["activation"], description="leaky ReLU, slope 0.01")
     reg("tanh", Tanh, tags=["activation"], description="tanh")
     reg("sigmoid", Sigmoid, tags=["activation"], description="logistic sigmoid")
+    from .paper import register_paper_variants
+    from .variants import register_variants
+
+    register_variants()
+    register_paper_variants()
