@@ -86,3 +86,51 @@ def spec_items(spec: LayerSpec, **kwargs: Any) -> List[BatteryItem]:
         atol=spec.atol,
         **kwargs,
     )
+
+
+def property_test(spec: LayerSpec) -> Callable[[], None]:
+    """A Hypothesis property for ``spec``: on every drawn input, its check does not fail.
+
+    Inputs of the variant's kind: for ``"matrix"``, ``N x D`` batches with bounded entries, ``D``
+    among the registered shapes' feature counts and ``N`` from ``min_n`` to the largest
+    registered ``N``; for ``"logits"``, logits up to 1e3 in magnitude with labels; for
+    ``"distinct-spectrum"``, batches whose covariance eigenvalues are at least 1% apart
+    (condition number up to 1e3; :func:`gradcheck.strategies.batches_with_spectrum`). The
+    check's own seed (its ``dy`` and directions) is drawn too. An inconclusive result is
+    allowed (the estimate may be unable to resolve, at a kink say); ``fail`` and ``error`` are
+    not.
+    """
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from . import strategies as gst
+    from .testing import GradientCheckFailed
+
+    max_n = max(n for n, _ in spec.shapes)
+    dims = sorted({d for _, d in spec.shapes})
+    if spec.input == "logits":
+        inputs = gst.logits_and_labels(max_n=max_n, max_c=max(dims))
+    elif spec.input == "distinct-spectrum":
+        inputs = (
+            st.sampled_from(dims)
+            .flatmap(
+                lambda d: gst.batches_with_spectrum(
+                    d=d, min_gap=1e-2, cond_max=1e3, max_n=max(max_n, d + 1), max_d=d
+                )
+            )
+            .map(lambda batch: (batch.x, None))
+        )
+    else:
+        shape = st.tuples(st.integers(spec.min_n, max(spec.min_n, max_n)), st.sampled_from(dims))
+        inputs = gst.matrices(shape).map(lambda x: (x, None))
+
+    @given(inputs=inputs, seed=st.integers(0, 2**16))
+    def prop(inputs: Tuple[Any, Any], seed: int) -> None:
+        x, target = inputs
+        result = check_layer(
+            spec.build(), x, target=target, seed=seed, rtol=spec.rtol, atol=spec.atol
+        )
+        if result.status in ("fail", "error"):
+            raise GradientCheckFailed(result)
+
+    return prop  # type: ignore[no-any-return]

@@ -1,0 +1,39 @@
+"""Hypothesis profiles shared by the test suite and the pytest plugin.
+
+``ci`` (the default): derandomized, so a run is reproducible from the commit alone, with at most
+100 examples per property, keeping the whole suite within a few minutes on 2 cores.
+``thorough``: 2000 examples per property, randomized. Both print the reproduce blob of a
+failure (``@reproduce_failure``), so it replays with one command.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+PROFILES = ("ci", "thorough")
+ENV_VAR = "HYPOTHESIS_PROFILE"
+
+
+def register_profiles() -> None:
+    from hypothesis import HealthCheck, settings
+
+    common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("ci", derandomize=True, max_examples=100, **common)
+    settings.register_profile("thorough", max_examples=2000, **common)
+
+
+def load_profile(name: Optional[str] = None) -> str:
+    """Register the profiles and load ``name`` (default: ``$HYPOTHESIS_PROFILE`` or ``ci``)."""
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    register_profiles()
+    chosen = name or os.environ.get(ENV_VAR) or "ci"
+    try:
+        settings.load_profile(chosen)
+    except InvalidArgument:
+        raise ValueError(
+            f"unknown Hypothesis profile {chosen!r}; expected one of {PROFILES}"
+        ) from None
+    return chosen
