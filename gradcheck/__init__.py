@@ -7,18 +7,26 @@ numerically, with an error estimate of its own, and compares entry by entry.
 
 from .check import check_layer
 from .compare import compare, default_rtol, relative_error
-from .finite_diff import harness_rng, partial_derivatives
+from .finite_diff import directional_derivatives, harness_rng, partial_derivatives
+from .registry import LayerSpec, register_layer, registered_layers
 from .result import ArgumentResult, CheckResult, Finding
+from .testing import GradientCheckFailed, assert_gradients_pass
 
 __all__ = [
     "ArgumentResult",
     "CheckResult",
     "Finding",
+    "GradientCheckFailed",
+    "LayerSpec",
+    "assert_gradients_pass",
     "check_layer",
     "compare",
     "default_rtol",
+    "directional_derivatives",
     "harness_rng",
     "partial_derivatives",
+    "register_layer",
+    "registered_layers",
     "relative_error",
 ]
 

@@ -23,7 +23,7 @@ import pytest
 
 from .battery import BATTERY_SEEDS, BatteryItem, spec_items
 from .profiles import PROFILES, load_profile
-from .registry import LayerSpec, registered_layers, resolve_reference
+from .registry import LayerSpec, entry_point_errors, registered_layers, resolve_reference
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,6 +101,30 @@ class GradcheckPropertyItem(pytest.Item):
         return self.path, None, f"gradcheck property {self.spec.name}"
 
 
+class EntryPointItem(pytest.Item):
+    """A ``gradcheck.layers`` entry point that failed to load: reported by name, as a failure."""
+
+    def __init__(self, *, entry_point: str, error: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entry_point = entry_point
+        self.error = error
+
+    def runtest(self) -> None:
+        raise EntryPointBroken(f"entry point {self.entry_point} failed to load: {self.error}")
+
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Optional[str] = None
+    ) -> Any:
+        return str(excinfo.value)
+
+    def reportinfo(self) -> Any:
+        return self.path, None, f"gradcheck entry point {self.entry_point}"
+
+
+class EntryPointBroken(Exception):
+    pass
+
+
 def _failure_text(excinfo: pytest.ExceptionInfo[BaseException]) -> Optional[str]:
     """A gradient failure as the harness explains it, with Hypothesis's falsifying example."""
     from .testing import GradientCheckFailed
@@ -142,6 +166,16 @@ def pytest_collection_modifyitems(
     specs = _selected_specs(config)
     if specs:
         items.extend(_items(session, specs))
+    if config.getoption("--gradcheck-registered"):
+        for name, error in entry_point_errors():
+            items.append(
+                EntryPointItem.from_parent(
+                    session,
+                    name=f"gradcheck::entry-point::{name.split(' ')[0]}",
+                    entry_point=name,
+                    error=error,
+                )
+            )
 
 
 class GradcheckFixture:

@@ -7,3 +7,5 @@ Hypothesis's own ``--hypothesis-profile thorough``.
 from gradcheck.profiles import load_profile
 
 load_profile()
+
+pytest_plugins = ["pytester"]
