@@ -402,6 +402,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.eps is not None and not args.eps >= 0:
+        # Checked before any data is loaded, so a typo costs nothing.
+        print(
+            f"train_mlp.py: error: argument 'eps' must be >= 0, got {args.eps!r}", file=sys.stderr
+        )
+        return EXIT_USAGE
 
     def say(text: str) -> None:
         if not args.quiet:
