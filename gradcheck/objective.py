@@ -118,11 +118,12 @@ class LayerObjective:
 
         return outputs
 
-    def batch_support_holds(self, probe: Array) -> bool:
-        """Whether a stacked forward of ``[x, probe]`` equals two separate forwards.
+    def batch_support_holds(self, probe: Array, y: Array) -> bool:
+        """Whether a stacked forward of ``[x, probe]`` gives ``y = forward(x)`` in its first slice.
 
-        A layer that declares ``supports_batch`` but mixes the stacked batches would otherwise
-        make every batched estimate silently wrong.
+        A layer that declares ``supports_batch`` but mixes the stacked batches (statistics over
+        the whole stack, say) changes the first slice when a different second one is beside
+        it, and would otherwise make every batched estimate silently wrong.
         """
         if not self.batched:
             return False
@@ -130,12 +131,9 @@ class LayerObjective:
             stacked = self._as_output(self.forward(self._cast(np.stack([self.x, probe]))))
         except Exception:
             return False
-        single = [self._as_output(self.forward(self._cast(p))) for p in (self.x, probe)]
-        if stacked.shape != (2, *single[0].shape):
+        if stacked.shape != (2, *np.shape(y)):
             return False
         # Loose on purpose: batched and single LAPACK calls may round differently, while a
         # layer that mixes the stacked batches differs at the size of the outputs themselves.
-        scale = max(1.0, float(np.max(np.abs(single[1]), initial=0.0)))
-        return all(
-            np.allclose(stacked[i], single[i], rtol=0.0, atol=1e-9 * scale) for i in range(2)
-        )
+        scale = max(1.0, float(np.max(np.abs(y), initial=0.0)))
+        return bool(np.allclose(stacked[0], y, rtol=0.0, atol=1e-9 * scale))

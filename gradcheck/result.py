@@ -46,7 +46,7 @@ class ArgumentResult:
     mode: str  # "full" | "directional"
     method: str
     comparison: Comparison
-    evaluations: int  # forward calls spent on the numerical estimate
+    evaluations: int  # points at which the forward was evaluated for the estimate
     directions: Optional[int] = None  # directional mode: how many random directions
     miss_probability: Optional[float] = None  # directional: P(a 1e-4 relative error slips through)
 
