@@ -1,28 +1,41 @@
-"""The ``gradcheck`` command line: ``gradcheck report``, ``gradcheck list``, ...
+"""The ``gradcheck`` command line: ``report``, ``list``, ``mutants``, ``paper``, ``plot step-size``.
 
 Exit codes: 0 all checks passed; 1 a check failed or errored (or, with ``--strict``, was
 inconclusive); 2 a usage or input error (unknown layer, malformed ``--shape``, a module that does
-not import).
+not import, matplotlib missing for ``plot``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import inspect
 import os
 import shlex
 import sys
+import textwrap
+import threading
 import time
-from typing import Callable, List, Optional, Sequence, TextIO, Tuple
+from typing import IO, Callable, List, Optional, Sequence, TextIO, Tuple
 
 from .check import MODES
 from .finite_diff import METHODS
-from .registry import LayerSpec, entry_point_errors, registered_layers, resolve_reference
+from .registry import (
+    LayerSpec,
+    entry_point_errors,
+    get_layer_spec,
+    registered_layers,
+    resolve_reference,
+)
 from .report import FORMATS, Report, render, write_atomic
-from .runner import CheckOptions, Job, run_jobs
+from .runner import CheckOptions, Job, LayerTimeout, run_jobs, time_limit
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_SEEDS = (0, 1)
+DEFAULT_DIRECTIONS = 3
+DEFAULT_TIMEOUT = 120.0
+_PROBE_TIMEOUT = 5.0
 
 
 class UsageError(Exception):
@@ -49,12 +62,25 @@ def parse_shape(text: str) -> Tuple[int, int]:
     return n, d
 
 
+def parse_entry(text: str) -> Tuple[int, int]:
+    """``"i,j"`` to ``(i, j)``; raises ``argparse.ArgumentTypeError`` otherwise."""
+    try:
+        i, j = (int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"entry must look like i,j (for example 2,1), got {text!r}"
+        ) from None
+    if i < 0 or j < 0:
+        raise argparse.ArgumentTypeError(f"entry indices must be non-negative, got {text!r}")
+    return i, j
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -64,19 +90,80 @@ def _nonnegative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
+    if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value
 
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+MAIN_EXAMPLES = """\
+examples:
+  gradcheck report                          check every built-in layer
+  gradcheck report --layer mypkg.layers:MyLayer --shape 32x8
+  gradcheck list                            the registered layer variants
+  gradcheck plot step-size --layer tanh     error against step size, as a PNG
+  gradcheck report --help                   every option of a command
+
+Run 'gradcheck COMMAND --help' for the options of a command.
+"""
 
 REPORT_EXAMPLES = """\
 examples:
   gradcheck report                                   every built-in layer, default shapes and seeds
   gradcheck report --only 'zca*' --shape 64x16 --seed 3
   gradcheck report --layer mypkg.layers:MyLayer --shape 32x8
+  gradcheck report --layer mypkg.layers:MyLayer --registered    yours and the catalogue
   gradcheck report --format json --output report.json
+  gradcheck report --format junit --output junit.xml --quiet   for a CI test reporter
+  gradcheck report --format markdown >> "$GITHUB_STEP_SUMMARY"
   gradcheck report --mode full --method richardson --strict
+
+exit status: 0 all checks passed; 1 a check failed or errored (inconclusive too with --strict),
+or an entry point failed to load; 2 a usage or input error.
 """
+
+LIST_EXAMPLES = """\
+examples:
+  gradcheck list
+  gradcheck list | grep whitening
+
+columns: name, input kind, default shapes, tags.
+"""
+
+PLOT_EXAMPLES = """\
+examples:
+  gradcheck plot step-size --layer tanh
+  gradcheck plot step-size --layer zca-eigh --shape 16x4 --entry 3,1 --output zca-step.png
+  gradcheck plot step-size --layer mypkg.layers:MyLayer --shape 8x4 --method five-point
+
+Needs matplotlib: pip install matplotlib (or pip install 'gradcheck-dbn[plot]').
+"""
+
+STEP_SIZE_DESCRIPTION = """\
+Sweep the finite-difference step h over 1e-14 .. 1e-1 and print, then plot (log-log), the error
+of the numerical derivative of L(x) = <forward(x), dy> against the layer's analytic backward: for
+one entry of the input (--entry i,j; absolute error) or for all entries (relative 2-norm error;
+every entry's step is h * max(1, |x_i|), as in the harness). The curve is a V: truncation error
+(slope 2 for central, 4 for five-point) on the right, round-off (slope -1, eps / h) on the left.
+The truncation line is the estimator's own error estimate, the round-off line the eps bound, and
+the step the harness chooses (gradcheck.finite_diff.base_step) is marked. Exit 0 on success, 1
+if the layer fails to run, 2 on a usage error or when matplotlib is missing.
+"""
+
+
+def _wrap(text: str) -> str:
+    """A description wrapped to the width of the hand-wrapped epilogs (the raw formatter that
+    keeps the epilogs' layout would print a description as one long line)."""
+    return textwrap.fill(text, width=96)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gradcheck",
         description="Verify hand-written NumPy backward passes against numerical gradients.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'gradcheck COMMAND --help' for the options of a command.",
+        epilog=MAIN_EXAMPLES,
     )
     from . import __version__
 
@@ -94,8 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser(
         "report",
         help="check layers and print the gradient-error report",
-        description="Check every selected layer at each shape and seed, print one row per check "
-        "and a summary. Exit 0 when all pass, 1 when any fails or errors, 2 on a usage error.",
+        description=_wrap(
+            "Check every selected layer at each shape and seed, print one row per check "
+            "and a summary, and for every check that does not pass its worst entries side by side "
+            "with a command that reproduces it. Exit 0 when all pass, 1 when any fails or errors, "
+            "2 on a usage error."
+        ),
         epilog=REPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -106,13 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODULE:ATTR",
         help="a layer class or zero-argument factory in an importable module (repeatable); "
-        "replaces the built-in catalogue",
+        "replaces the registered catalogue unless --registered is given too",
     )
     src.add_argument(
         "--registered",
         action="store_true",
-        help="every registered variant, including third-party entry points (the default "
-        "when --layer is not given)",
+        help="every registered variant, the built-ins and third-party entry points "
+        "(the default without --layer; with --layer, checks both)",
     )
     src.add_argument(
         "--only",
@@ -144,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="N",
         help="seed for the input and the harness's draws (repeatable); "
-        f"default {list(DEFAULT_SEEDS)}",
+        f"default {' and '.join(str(s) for s in DEFAULT_SEEDS)}",
     )
     inp.add_argument(
         "--eps",
@@ -176,10 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     met.add_argument(
         "--directions",
-        type=int,
-        default=3,
+        type=_positive_int,
+        default=DEFAULT_DIRECTIONS,
         metavar="K",
-        help="random directions per argument in directional mode (default 3)",
+        help=f"random directions per argument in directional mode (default {DEFAULT_DIRECTIONS})",
     )
     met.add_argument(
         "--no-escalate",
@@ -203,9 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument(
         "--timeout",
         type=_positive_float,
-        default=120.0,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="stop a single check after this long and report it as an error (default 120)",
+        help="stop a single check after this long and report it as an error "
+        f"(default {DEFAULT_TIMEOUT:g})",
     )
     out = rep.add_argument_group("output")
     out.add_argument(
@@ -215,16 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout"
     )
     out.add_argument("--strict", action="store_true", help="count inconclusive checks as failures")
-    out.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    out.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress counter and no summary line on stderr",
+    )
     rep.set_defaults(handler=cmd_report)
 
     mut = sub.add_parser(
         "mutants",
         help="mutation self-test: the battery must catch every deliberately wrong backward",
-        description="Run the standard battery on a catalogue of deliberately wrong backward "
-        "passes derived from the built-in layers (layers/mutants.py) and on every correct "
-        "registered variant. Prints the mutation score and the false-alarm count. Exit 0 when "
-        "every mutant is caught and no correct layer fails, 1 otherwise.",
+        description=_wrap(
+            "Run the standard battery on a catalogue of deliberately wrong backward "
+            "passes derived from the built-in layers (layers/mutants.py) and on every correct "
+            "registered variant. Prints the mutation score and the false-alarm count. Exit 0 when "
+            "every mutant is caught and no correct layer fails, 1 otherwise."
+        ),
         epilog="examples:\n  gradcheck mutants\n  gradcheck mutants --format markdown --seed 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -236,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seeds of the battery (repeatable); default 0 and 1",
     )
-    mut.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    mut.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (default text)",
+    )
     mut.add_argument(
         "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
     )
@@ -249,10 +352,75 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list",
         help="list the registered layer variants",
-        description="List every registered layer variant with its input kind and tags.",
+        description=_wrap(
+            "List every registered layer variant with its input kind, default shapes "
+            "and tags. An entry point that fails to load is named on stderr (exit status 1)."
+        ),
+        epilog=LIST_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lst.set_defaults(handler=cmd_list)
+
+    plot = sub.add_parser(
+        "plot",
+        help="pictures: the error of the numerical derivative against the step size",
+        description="Draw pictures of how the harness's numbers behave. Needs matplotlib.",
+        epilog=PLOT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot_sub = plot.add_subparsers(dest="picture", metavar="PICTURE", parser_class=_Parser)
+    plot.set_defaults(handler=lambda args: _missing_subcommand(plot))
+    step = plot_sub.add_parser(
+        "step-size",
+        help="error against step size: the V-shaped curve, the harness's step marked",
+        description=STEP_SIZE_DESCRIPTION,
+        epilog=PLOT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    step.add_argument(
+        "--layer",
+        required=True,
+        metavar="NAME|MODULE:ATTR",
+        help="a registered variant (see 'gradcheck list') or a layer class or factory",
+    )
+    step.add_argument(
+        "--shape",
+        type=parse_shape,
+        default=None,
+        metavar="NxD",
+        help="input shape (default: the variant's first registered shape, or 8x3)",
+    )
+    step.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
+    step.add_argument(
+        "--method",
+        choices=("central", "five-point"),
+        default="central",
+        help="finite-difference stencil (default central)",
+    )
+    step.add_argument(
+        "--entry",
+        type=parse_entry,
+        default=None,
+        metavar="i,j",
+        help="one entry of the input (absolute error); default: all entries (relative error)",
+    )
+    step.add_argument(
+        "--eps", type=_positive_float, default=None, help="eps for layers that take one"
+    )
+    step.add_argument(
+        "--output",
+        metavar="FILE.png",
+        default="step-size.png",
+        help="where to write the picture (default step-size.png)",
+    )
+    step.set_defaults(handler=cmd_plot_step_size)
     return parser
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage(sys.stderr)
+    sys.stderr.write(f"{parser.prog}: error: choose a picture (see '{parser.prog} --help')\n")
+    return EXIT_USAGE
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -262,37 +430,54 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _reference_spec(ref: str) -> LayerSpec:
-    factory = resolve_reference(ref)
+def _glob_escape(name: str) -> str:
+    """``name`` as a shell pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def reference_spec(ref: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> LayerSpec:
+    """``--layer MODULE:ATTR`` to a spec; a ``UsageError`` when it cannot name a layer.
+
+    Usage errors: the module does not import, the attribute is missing or not callable, it needs
+    arguments, or what it returns has no forward/backward. A factory that raises or hangs is the
+    layer's own failure: it is left for its report row (``build-raised``, ``timeout``).
+    """
+    try:
+        # Whatever the module prints on import belongs on stderr, not in a JSON report.
+        with contextlib.redirect_stdout(sys.stderr):
+            factory = resolve_reference(ref)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise UsageError(
+            f"--layer {ref}: it cannot be called with no arguments ({exc}); point --layer at a "
+            "layer class whose arguments have defaults, or at a factory function taking none"
+        ) from exc
+    except ValueError:
+        pass  # no signature to inspect (some builtins); calling it will tell
+    try:
+        # Only to tell a layer from a non-layer early; a slow constructor gets its full
+        # --timeout in its own row.
+        limit = None if timeout is None else min(timeout, _PROBE_TIMEOUT)
+        with time_limit(limit), contextlib.redirect_stdout(sys.stderr):
+            layer = factory()
+    except (Exception, SystemExit, LayerTimeout):
+        layer = None
+    if layer is not None and not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+        raise UsageError(
+            f"--layer {ref}: it returned {type(layer).__name__}, which has no forward/backward"
+        )
     return LayerSpec(name=ref, factory=factory, source="--layer")
 
 
-def _infer_input_kind(spec: LayerSpec) -> LayerSpec:
-    """A ``--layer`` loss layer takes logits; build it once to ask."""
-    try:
-        layer = spec.factory()
-    except Exception as exc:
-        raise UsageError(
-            f"--layer {spec.name}: calling it with no arguments raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
-        raise UsageError(
-            f"--layer {spec.name}: it returned {type(layer).__name__}, "
-            "which has no forward/backward"
-        )
-    if getattr(layer, "is_loss", False):
-        return LayerSpec(name=spec.name, factory=spec.factory, input="logits", source=spec.source)
-    return spec
-
-
 def select_specs(args: argparse.Namespace) -> List[LayerSpec]:
-    if args.layer:
-        try:
-            specs = [_infer_input_kind(_reference_spec(ref)) for ref in args.layer]
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    else:
-        specs = registered_layers()
+    """The variants to check: ``--layer`` references and/or the registered catalogue, filtered
+    by ``--only`` and ``--skip``; a ``UsageError`` when nothing is left."""
+    specs = [reference_spec(ref, args.timeout) for ref in args.layer]
+    if args.registered or not args.layer:
+        specs += registered_layers()
     if args.only:
         specs = [s for s in specs if _matches(s.name, args.only)]
     if args.skip:
@@ -305,19 +490,16 @@ def select_specs(args: argparse.Namespace) -> List[LayerSpec]:
 def reproduce_command(
     spec: LayerSpec, shape: Tuple[int, int], seed: int, args: argparse.Namespace
 ) -> str:
-    """One command line that reruns exactly this check, in full mode so it names the entries."""
+    """One command line that reruns exactly this check: same layer, shape, seed and options."""
     words = ["gradcheck", "report"]
-    words += ["--layer", spec.name] if spec.source == "--layer" else ["--only", spec.name]
-    words += [
-        "--shape",
-        f"{shape[0]}x{shape[1]}",
-        "--seed",
-        str(seed),
-        "--mode",
-        "full",
-        "--method",
-        args.method,
-    ]
+    if spec.source == "--layer":
+        words += ["--layer", spec.name]
+    else:
+        words += ["--only", _glob_escape(spec.name)]
+    words += ["--shape", f"{shape[0]}x{shape[1]}", "--seed", str(seed)]
+    words += ["--mode", args.mode, "--method", args.method]
+    if args.mode != "full" and args.directions != DEFAULT_DIRECTIONS:
+        words += ["--directions", str(args.directions)]
     for flag in ("rtol", "atol", "eps"):
         value = getattr(args, flag)
         if value is not None:
@@ -326,6 +508,8 @@ def reproduce_command(
         words += ["--dtype", args.dtype, "--allow-float32"]
     if not args.escalate:
         words.append("--no-escalate")
+    if args.timeout != DEFAULT_TIMEOUT:
+        words += ["--timeout", f"{args.timeout:g}"]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -339,22 +523,67 @@ def plan_jobs(specs: Sequence[LayerSpec], args: argparse.Namespace) -> List[Job]
     return jobs
 
 
-def _progress_printer(stream: TextIO, enabled: bool) -> Optional[Callable[[int, int, Job], None]]:
-    """A one-line counter on a terminal, shown once a run has lasted about a second."""
-    if not enabled or not stream.isatty():
-        return None
-    start = time.perf_counter()
-    shown = [False]
+class Progress:
+    """A one-line ``[done/total] label elapsed`` counter on a terminal's stderr.
 
-    def progress(done: int, total: int, job: Job) -> None:
-        if time.perf_counter() - start < 1.0 and not shown[0]:
+    It appears once the run has lasted ``delay`` seconds (short runs stay silent) and is redrawn
+    by a background thread, so that it moves even while one slow check runs; ``close`` erases it.
+    """
+
+    def __init__(self, stream: TextIO, delay: float = 1.0, interval: float = 0.2) -> None:
+        self.stream = stream
+        self.delay = delay
+        self.interval = interval
+        self.start = time.perf_counter()
+        self.text = ""
+        self.width = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._tick, name="gradcheck-progress", daemon=True)
+        self.thread.start()
+
+    def update(self, done: int, total: int, job: Job) -> None:
+        with self.lock:
+            self.text = f"[{done}/{total}] {job.label[:60]}"
+        self._draw()
+
+    def _draw(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        if elapsed < self.delay:
             return
-        shown[0] = True
-        end = "\n" if done == total else ""
-        stream.write(f"\r[{done}/{total}] {job.label[:60]:<60}{end}")
-        stream.flush()
+        with self.lock:
+            line = f"{self.text}  {elapsed:.0f} s"
+            pad = max(0, self.width - len(line))
+            self.width = len(line)
+            self.stream.write("\r" + line + " " * pad)
+            self.stream.flush()
 
-    return progress
+    def _tick(self) -> None:
+        while not self.stop.wait(self.interval):
+            self._draw()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+
+def _wants_colour(stream: IO[str]) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set to anything non-empty (no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _check_output_path(path: str) -> None:
+    """Refuse an unwritable ``--output`` before the checks run, not after."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--output {path}: is a directory")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--output {path}: the folder {folder} is not writable")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -363,8 +592,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             "--dtype float32 is refused: finite differences in float32 keep only a few digits. "
             "Add --allow-float32 to check with the looser rtol = sqrt(eps32) = 3.5e-4"
         )
-    if args.directions < 1:
-        raise UsageError(f"--directions must be at least 1, got {args.directions}")
+    if args.output:
+        _check_output_path(args.output)
     specs = select_specs(args)
     jobs = plan_jobs(specs, args)
     options = CheckOptions(
@@ -379,8 +608,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         escalate=args.escalate,
     )
+    notes = []
+    if args.dtype == "float32":
+        import numpy as np
+
+        from .compare import default_rtol
+
+        rtol = default_rtol(np.dtype(np.float32)) if args.rtol is None else args.rtol
+        notes.append(
+            f"float32 inputs (--allow-float32): rtol = {rtol:.2e}"
+            + (" = sqrt(eps32)" if args.rtol is None else " (from --rtol)")
+            + f", against {default_rtol():.2e} in float64; errors below that go unseen"
+        )
+    progress = Progress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
     start = time.perf_counter()
-    results = run_jobs(jobs, options, _progress_printer(sys.stderr, not args.quiet))
+    try:
+        # A layer that prints (a debugging print in its forward) must not corrupt a JSON or
+        # JUnit document on stdout: its output goes to stderr while the checks run.
+        with contextlib.redirect_stdout(sys.stderr):
+            results = run_jobs(jobs, options, progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
     report = Report(
         results=results,
         config={
@@ -396,26 +645,28 @@ def cmd_report(args: argparse.Namespace) -> int:
             "shapes": [list(s) for s in args.shape] or None,
             "eps": args.eps,
             "dtype": args.dtype,
+            "timeout": args.timeout,
+            "strict": args.strict,
             "layers": [s.name for s in specs],
         },
-        load_errors=[] if args.layer else entry_point_errors(),
+        load_errors=entry_point_errors() if (args.registered or not args.layer) else [],
         strict=args.strict,
         elapsed=time.perf_counter() - start,
+        notes=notes,
     )
-    colour = (
-        args.format == "text"
-        and not args.output
-        and sys.stdout.isatty()
-        and "NO_COLOR" not in os.environ
-    )
-    text = render(report, args.format, colour=colour)
     if args.output:
-        write_atomic(args.output, text)
+        colour = False
+        # Rendered inside the write: a renderer that fails leaves no partial file behind.
+        write_atomic(args.output, lambda fh: fh.write(render(report, args.format, colour)))
         if not args.quiet:
             sys.stderr.write(report.summary_line() + "\n")
     else:
-        sys.stdout.write(text)
+        colour = args.format == "text" and _wants_colour(sys.stdout)
+        sys.stdout.write(render(report, args.format, colour=colour))
     return EXIT_OK if report.ok else EXIT_FAIL
+
+
+# -- other commands ---------------------------------------------------------------------------
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
@@ -424,6 +675,8 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from .battery import BATTERY_SEEDS
     from .mutation import render_mutation_markdown, render_mutation_text, run_mutation_test
 
+    if args.output:
+        _check_output_path(args.output)
     report = run_mutation_test(seeds=args.seed or BATTERY_SEEDS)
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"
@@ -444,9 +697,62 @@ def cmd_list(args: argparse.Namespace) -> int:
     for s in specs:
         tags = ",".join(sorted(s.tags))
         shapes = " ".join(f"{n}x{d}" for n, d in s.shapes)
-        print(f"{s.name:<{width}}  {s.input:<7} {shapes:<16} {tags}")
-    for name, err in entry_point_errors():
+        print(f"{s.name:<{width}}  {s.input:<17} {shapes:<16} {tags}".rstrip())
+    errors = entry_point_errors()
+    for name, err in errors:
         print(f"entry point {name} failed to load: {err}", file=sys.stderr)
+    return EXIT_FAIL if errors else EXIT_OK
+
+
+def _plot_spec(name: str, timeout: float = DEFAULT_TIMEOUT) -> LayerSpec:
+    if ":" in name:
+        return reference_spec(name, timeout)
+    try:
+        return get_layer_spec(name)
+    except KeyError:
+        raise UsageError(
+            f"no registered layer variant named {name!r} (see 'gradcheck list'; for your own "
+            "layer use MODULE:ATTR)"
+        ) from None
+
+
+def cmd_plot_step_size(args: argparse.Namespace) -> int:
+    from . import plot
+    from .registry import make_input
+
+    try:
+        plot.require_matplotlib()
+    except plot.MatplotlibMissing as exc:
+        raise UsageError(str(exc)) from exc
+    if not args.output.lower().endswith(".png"):
+        raise UsageError(f"--output {args.output}: the picture is a PNG; name it FILE.png")
+    _check_output_path(args.output)
+    spec = _plot_spec(args.layer)
+    shape = args.shape or (spec.shapes[0] if spec.source != "--layer" else (8, 3))
+    if args.entry is not None and not (args.entry[0] < shape[0] and args.entry[1] < shape[1]):
+        raise UsageError(f"--entry {args.entry[0]},{args.entry[1]} is outside the {shape} input")
+    try:
+        layer = spec.build(eps=args.eps)
+        kind = spec.input
+        if spec.source == "--layer" and getattr(layer, "is_loss", False):
+            kind = "logits"
+        x = make_input(kind, shape, args.seed)
+        with contextlib.redirect_stdout(sys.stderr):
+            sweep = plot.step_sweep(
+                layer, x, seed=args.seed, method=args.method, entry=args.entry, name=spec.name
+            )
+    except plot.PlotError as exc:
+        print(f"gradcheck plot step-size: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except Exception as exc:
+        print(
+            f"gradcheck plot step-size: the layer {spec.name} failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    sys.stdout.write(sweep.table())
+    plot.draw_step_sweep(sweep, args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

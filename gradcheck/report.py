@@ -2,10 +2,13 @@
 
 The JSON document follows ``docs/report-schema.json`` (``schema_version`` 1)::
 
-    {"schema_version": 1, "tool": {...}, "config": {...},
-     "results": [{"layer", "shape", "seed", "status", "max_abs_error", "rel_error", ...}],
-     "summary": {"total", "pass", "fail", "error", "inconclusive", "ok"},
+    {"schema_version": 1, "tool": {...}, "config": {...}, "notes": [...],
+     "results": [{"layer", "shape", "seed", "status", "max_abs_error", "rel_error",
+                  "arguments": [{"name", "kind", "worst": [...]}], "findings", ...}],
+     "summary": {"total", "pass", "fail", "error", "inconclusive", "ok", ...},
      "load_errors": [{"entry_point", "error"}]}
+
+Adding a key is compatible; renaming, removing or retyping one bumps ``SCHEMA_VERSION``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
-from xml.sax.saxutils import escape, quoteattr
+from typing import IO, Any, Callable, Dict, List, Sequence, Tuple, Union
 
-from .result import STATUS_ORDER, CheckResult
+from .result import STATUS_ORDER, ArgumentResult, CheckResult
 
 SCHEMA_VERSION = 1
 FORMATS: Tuple[str, ...] = ("text", "json", "markdown", "junit")
@@ -26,13 +29,18 @@ FORMATS: Tuple[str, ...] = ("text", "json", "markdown", "junit")
 
 @dataclass
 class Report:
-    """Results of a run, the configuration that produced them, and entry points that failed."""
+    """Results of a run, the configuration that produced them, and entry points that failed.
+
+    ``notes`` are sentences every renderer shows above the summary (for example the looser
+    tolerance that ``--allow-float32`` implies).
+    """
 
     results: List[CheckResult]
     config: Dict[str, Any] = field(default_factory=dict)
     load_errors: List[Tuple[str, str]] = field(default_factory=list)
     strict: bool = False
     elapsed: float = 0.0
+    notes: List[str] = field(default_factory=list)
 
     def counts(self) -> Dict[str, int]:
         counts = {s: 0 for s in STATUS_ORDER}
@@ -51,6 +59,7 @@ class Report:
         return {
             "total": len(self.results),
             **c,
+            "load_errors": len(self.load_errors),
             "ok": self.ok,
             "strict": self.strict,
             "elapsed": self.elapsed,
@@ -59,17 +68,17 @@ class Report:
     def summary_line(self) -> str:
         c = self.counts()
         parts = [
-            f"{len(self.results)} checks",
+            _count(len(self.results), "check"),
             f"{c['pass']} passed",
             f"{c['fail']} failed",
-            f"{c['error']} errors",
+            _count(c["error"], "error"),
         ]
         parts.append(
             f"{c['inconclusive']} inconclusive"
             + (" (strict: counted as failures)" if self.strict else "")
         )
         if self.load_errors:
-            parts.append(f"{len(self.load_errors)} entry points failed to load")
+            parts.append(f"{_count(len(self.load_errors), 'entry point')} failed to load")
         verdict = "OK" if self.ok else "FAILED"
         return f"{verdict}: " + ", ".join(parts) + f" in {self.elapsed:.2f} s"
 
@@ -79,11 +88,16 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "gradcheck", "version": __version__},
-            "config": self.config,
+            "config": _json_safe(self.config),
+            "notes": list(self.notes),
             "results": [_json_safe(r.to_dict()) for r in self.results],
             "summary": self.summary(),
             "load_errors": [{"entry_point": n, "error": e} for n, e in self.load_errors],
         }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _json_safe(obj: Any) -> Any:
@@ -91,16 +105,19 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        # A NumPy scalar that slipped into a result (a user layer's spectrum, say).
+        return _json_safe(obj.item())
     return obj
 
 
-def _fmt(value: float) -> str:
-    return (
-        "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2e}"
-    )
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.2e}"
 
 
 def _shape(r: CheckResult) -> str:
@@ -115,7 +132,85 @@ def _rel_err(r: CheckResult) -> float:
     return r.rel_error if r.arguments else float("nan")
 
 
+def _entry_label(a: ArgumentResult, index: Sequence[int]) -> str:
+    """``W[2, 1]`` for an entry of a full-mode comparison, ``x dir 0`` for a direction."""
+    if a.mode == "directional":
+        return f"{a.name} dir {index[0] if len(index) == 1 else tuple(index)}"
+    return f"{a.name}[{', '.join(str(i) for i in index)}]"
+
+
+# Control characters a layer's exception message may carry (terminal escapes, NUL): shown as
+# escapes so that they can neither restyle a terminal nor corrupt a saved report.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_ENTRY_HEADERS = ("entry", "analytic", "numeric", "|diff|", "tolerance", "est.err")
+
+
+def explain(r: CheckResult) -> str:
+    """A multi-line account of one check: the verdict, then for every argument that did not pass
+    its worst entries side by side, each named by the input or parameter it belongs to, then the
+    findings and the command that reproduces the check."""
+    lines = [r.summary()]
+    for a in r.arguments:
+        c = a.comparison
+        unit = "directions" if a.mode == "directional" else "entries"
+        lines.append(
+            f"  {a.kind} {a.name!r} ({a.mode}, {a.method}): {c.status}, "
+            f"rel error {c.rel_error:.3e}, rtol {c.rtol:.2e}, atol {c.atol:.2e}, "
+            f"{c.n_failed}/{c.n_entries} {unit} beyond tolerance"
+        )
+        if a.status == "pass" or not c.worst:
+            continue
+        rows = [
+            (
+                _entry_label(a, e.index),
+                f"{e.analytic:.6e}",
+                f"{e.numeric:.6e}",
+                f"{e.abs_error:.2e}",
+                f"{e.tolerance:.2e}",
+                f"{e.error_estimate:.2e}",
+            )
+            for e in c.worst
+        ]
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(_ENTRY_HEADERS)]
+        # The entry name is text, read left to right; the numbers line up on the right.
+        lines.append(
+            "    "
+            + "  ".join(
+                h.ljust(w) if i == 0 else h.rjust(w)
+                for i, (h, w) in enumerate(zip(_ENTRY_HEADERS, widths))
+            )
+        )
+        for row in rows:
+            lines.append(
+                "    "
+                + "  ".join(
+                    cell.ljust(w) if i == 0 else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(row, widths))
+                )
+            )
+        if a.mode == "directional":
+            lines.append(
+                f"    (each row is <gradient of {a.name}, v> for one random direction v; "
+                "rerun with --mode full to name the wrong entries)"
+            )
+    for f in r.findings:
+        lines.append(f"  [{f.severity}] {f.code}: {f.message}")
+    if r.reproduce:
+        lines.append(f"  reproduce: {r.reproduce}")
+    return _printable("\n".join(lines))
+
+
 _COLOURS = {"pass": "32", "inconclusive": "33", "fail": "31", "error": "35"}
+
+
+def _paint(text: str, code: str, colour: bool) -> str:
+    return f"\033[{code}m{text}\033[0m" if colour else text
 
 
 def render_text(report: Report, colour: bool = False) -> str:
@@ -146,8 +241,8 @@ def render_text(report: Report, colour: bool = False) -> str:
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row, widths)]
-        if colour:
-            cells[-1] = f"\033[{_COLOURS[row[-1]]}m{row[-1]}\033[0m"
+        # Colour the last cell only, and after padding, so escape codes never skew the columns.
+        cells[-1] = _paint(row[-1], _COLOURS[row[-1]], colour)
         lines.append("  ".join(cells).rstrip())
     details = [r for r in report.results if r.status != "pass"]
     if details:
@@ -155,25 +250,37 @@ def render_text(report: Report, colour: bool = False) -> str:
         lines.append("Details of checks that did not pass:")
         for r in details:
             lines.append("")
-            lines.append(r.explain())
+            lines.append(explain(r))
+    if report.load_errors:
+        lines.append("")
     for name, err in report.load_errors:
         lines.append(f"entry point {name} failed to load: {err}")
+    if report.notes:
+        lines.append("")
+    for note in report.notes:
+        lines.append(f"note: {note}")
     lines.append("")
-    lines.append(report.summary_line())
+    lines.append(_paint(report.summary_line(), "32" if report.ok else "31", colour))
     return "\n".join(lines) + "\n"
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2) + "\n"
+    # allow_nan=False: a stray non-finite number must fail here, not in the reader's parser.
+    return json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def render_markdown(report: Report) -> str:
     """A Markdown table and failure details, suitable for a CI job summary."""
     lines = [f"### gradcheck report: {report.summary_line()}", ""]
-    lines.append("| layer | shape | seed | mode | max abs err | rel err | status |")
-    lines.append("|---|---|---|---|---:|---:|---|")
+    lines.append("| layer | shape | seed | mode | max abs err | rel err | tolerance | status |")
+    lines.append("|---|---|---|---|---:|---:|---:|---|")
     for r in report.results:
         mode = r.worst.mode if r.worst is not None else r.mode
+        tol = r.tolerance
         mark = {
             "pass": "pass",
             "fail": "**FAIL**",
@@ -181,53 +288,102 @@ def render_markdown(report: Report) -> str:
             "inconclusive": "_inconclusive_",
         }[r.status]
         lines.append(
-            f"| `{r.layer}` | {_shape(r)} | {r.seed} | {mode} | {_fmt(_abs_err(r))} "
-            f"| {_fmt(_rel_err(r))} | {mark} |"
+            f"| `{_md_cell(r.layer)}` | {_shape(r)} | {r.seed} | {mode} | {_fmt(_abs_err(r))} "
+            f"| {_fmt(_rel_err(r))} | {'-' if not tol else format(tol['rtol'], '.1e')} "
+            f"| {mark} |"
         )
     for r in (r for r in report.results if r.status != "pass"):
         lines += [
             "",
-            f"<details><summary>{r.layer} {_shape(r)} seed {r.seed}: {r.status}</summary>",
+            f"<details><summary>{_md_cell(r.layer)} {_shape(r)} seed {r.seed}: "
+            f"{r.status}</summary>",
             "",
+            "```text",
+            explain(r),
             "```",
+            "",
+            "</details>",
         ]
-        lines.append(r.explain())
-        lines += ["```", "", "</details>"]
+    if report.load_errors:
+        lines.append("")
     for name, err in report.load_errors:
-        lines.append(f"\n- entry point `{name}` failed to load: {err}")
+        lines.append(f"- entry point `{name}` failed to load: {err}")
+    if report.notes:
+        lines.append("")
+    for note in report.notes:
+        lines.append(f"> {note}")
     return "\n".join(lines) + "\n"
 
 
+# Characters XML 1.0 forbids even when escaped; an exception message can carry them.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _xml_text(text: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(_XML_ILLEGAL.sub("?", text))
+
+
+def _xml_attr(text: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    return quoteattr(_XML_ILLEGAL.sub("?", text))
+
+
 def render_junit(report: Report) -> str:
-    """JUnit XML: one testsuite, one testcase per check; failures and errors carry the details."""
+    """JUnit XML: one testsuite, one testcase per check.
+
+    ``fail`` is a ``<failure>``, ``error`` an ``<error>``, ``inconclusive`` a ``<skipped>``
+    (a ``<failure>`` under ``--strict``); an entry point that failed to load is one more
+    testcase with an ``<error>``, so a CI reporter shows it rather than an all-green suite.
+    """
     c = report.counts()
     failures = c["fail"] + (c["inconclusive"] if report.strict else 0)
-    out = ['<?xml version="1.0" encoding="utf-8"?>']
-    out.append(
-        f'<testsuites><testsuite name="gradcheck" tests="{len(report.results)}" '
-        f'failures="{failures}" errors="{c["error"]}" '
-        f'skipped="{0 if report.strict else c["inconclusive"]}" time="{report.elapsed:.3f}">'
+    errors = c["error"] + len(report.load_errors)
+    skipped = 0 if report.strict else c["inconclusive"]
+    tests = len(report.results) + len(report.load_errors)
+    counts = (
+        f'tests="{tests}" failures="{failures}" errors="{errors}" skipped="{skipped}" '
+        f'time="{report.elapsed:.3f}"'
     )
+    out = ['<?xml version="1.0" encoding="utf-8"?>']
+    out.append(f'<testsuites name="gradcheck" {counts}>')
+    out.append(f'<testsuite name="gradcheck" {counts}>')
+    if report.config:
+        out.append("<properties>")
+        for key, value in report.config.items():
+            text = value if isinstance(value, str) else json.dumps(_json_safe(value))
+            out.append(f"<property name={_xml_attr(key)} value={_xml_attr(text)}/>")
+        out.append("</properties>")
     for r in report.results:
-        name = quoteattr(f"{_shape(r)} seed {r.seed}")
+        name = _xml_attr(f"{_shape(r)} seed {r.seed}")
         out.append(
-            f"<testcase classname={quoteattr('gradcheck.' + r.layer)} name={name} "
+            f"<testcase classname={_xml_attr('gradcheck.' + r.layer)} name={name} "
             f'time="{r.elapsed:.4f}">'
         )
-        body = escape(r.explain())
-        message = quoteattr(r.reason or r.status)
+        body = _xml_text(explain(r))
+        message = _xml_attr(r.reason or r.status)
         if r.status == "fail" or (r.status == "inconclusive" and report.strict):
-            out.append(f"<failure message={message}>{body}</failure>")
+            out.append(f'<failure message={message} type="{r.status}">{body}</failure>')
         elif r.status == "error":
-            out.append(f"<error message={message}>{body}</error>")
+            out.append(f'<error message={message} type="error">{body}</error>')
         elif r.status == "inconclusive":
             out.append(f"<skipped message={message}/>")
         out.append("</testcase>")
-    out.append("</testsuite></testsuites>")
+    for ep, err in report.load_errors:
+        out.append(
+            f'<testcase classname="gradcheck.entry-points" name={_xml_attr(ep)} time="0">'
+            f'<error message={_xml_attr(err)} type="load-error">'
+            f"{_xml_text(f'entry point {ep} failed to load: {err}')}</error></testcase>"
+        )
+    out.append("</testsuite>")
+    out.append("</testsuites>")
     return "\n".join(out) + "\n"
 
 
 def render(report: Report, fmt: str, colour: bool = False) -> str:
+    """The report in ``fmt`` (one of ``FORMATS``); ``colour`` applies to text only."""
     if fmt == "text":
         return render_text(report, colour=colour)
     if fmt == "json":
@@ -239,13 +395,41 @@ def render(report: Report, fmt: str, colour: bool = False) -> str:
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+Content = Union[str, bytes, Callable[[IO[Any]], object]]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str, content: Content) -> None:
+    """Write ``content`` to ``path`` through a temporary file in the same folder and a rename.
+
+    ``content`` is text, bytes, or a callable that writes to the open file (text mode unless
+    the callable is marked ``binary = True``): rendering inside the callable means a renderer
+    that fails half-way leaves neither a truncated ``path`` nor a temporary file behind. A reader
+    of ``path`` sees the old file or the complete new one, never a partial one.
+    """
     folder = os.path.dirname(os.path.abspath(path))
+    binary = isinstance(content, bytes) or bool(getattr(content, "binary", False))
     fd, tmp = tempfile.mkstemp(prefix=".gradcheck-", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
+            if callable(content):
+                content(fh)
+            else:
+                fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp creates the file private (0600); give the report the mode the user's umask
+        # (or the file it replaces) would have given it.
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

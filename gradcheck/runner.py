@@ -1,7 +1,9 @@
 """Running many checks: one job per (variant, shape, seed), each isolated from the others.
 
-A job that raises, returns garbage or runs past its time limit becomes one ``"error"`` result;
-the remaining jobs still run.
+A job whose layer raises (even ``SystemExit``), returns garbage or runs past its time limit
+becomes one ``"error"`` result; the remaining jobs still run. The time limit is a ``SIGALRM``
+timer, so it needs POSIX and the main thread, and it interrupts Python code and sleeps but not a
+single long-running C call (a huge ``eigh``): such a call is stopped when it returns.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .check import check_layer
+from .objective import is_loss_layer
 from .registry import LayerSpec, make_input
 from .result import CheckResult, Finding
 
@@ -48,29 +51,26 @@ class CheckOptions:
     escalate: bool = True
 
 
-class _Timeout(BaseException):
+class LayerTimeout(BaseException):
     """Raised by the alarm; a BaseException so that a check's ``except Exception`` around the
     layer's own calls cannot swallow it."""
 
 
 @contextmanager
-def _time_limit(seconds: Optional[float]) -> Iterator[None]:
-    """Raise ``_Timeout`` in the main thread after ``seconds`` (POSIX; a no-op elsewhere)."""
-    usable = (
-        seconds is not None
-        and seconds > 0
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
+def time_limit(seconds: Optional[float]) -> Iterator[None]:
+    """Raise ``LayerTimeout`` in the main thread after ``seconds`` (POSIX; a no-op elsewhere)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if seconds is None or seconds <= 0 or not usable:
         yield
         return
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise _Timeout()
+        raise LayerTimeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    # The alarm repeats: cleanup code on the way out of a stopped check (a ``finally`` that
+    # runs the layer's forward once more) may hang too, and must be interrupted again.
+    signal.setitimer(signal.ITIMER_REAL, seconds, min(seconds, 1.0))
     try:
         yield
     finally:
@@ -81,7 +81,7 @@ def _time_limit(seconds: Optional[float]) -> Iterator[None]:
 def _error_result(
     job: Job, options: CheckOptions, code: str, message: str, elapsed: float
 ) -> CheckResult:
-    result = CheckResult(
+    return CheckResult(
         layer=job.spec.name,
         shape=job.shape,
         seed=job.seed,
@@ -91,8 +91,34 @@ def _error_result(
         findings=[Finding(code, "error", message)],
         reason=f"{code}: {message}",
         elapsed=elapsed,
+        reproduce=job.reproduce or None,
     )
-    return result
+
+
+def _input_kind(job: Job, layer: Any) -> str:
+    """The input kind to draw: a ``--layer`` reference has no registration to say it is a loss
+    layer, so the built layer is asked (a loss takes logits and integer labels)."""
+    if job.spec.source == "--layer" and job.spec.input == "matrix" and is_loss_layer(layer):
+        return "logits"
+    return job.spec.input
+
+
+def _shape_hint(job: Job) -> Optional[Finding]:
+    """Name the cause when a ``--shape`` does not fit a layer registered for one width only
+    (``dense`` maps 5 features to 3): the layer's own error message may not say so."""
+    spec = job.spec
+    widths = {d for _, d in spec.shapes}
+    if job.shape in spec.shapes or len(widths) != 1 or job.shape[1] in widths:
+        return None
+    (width,) = widths
+    shapes = ", ".join(f"{n}x{d}" for n, d in spec.shapes)
+    return Finding(
+        "shape-unsupported",
+        "info",
+        f"{spec.name} takes D = {width} features (its registered shapes: {shapes}); "
+        f"this check asked for {job.shape[0]}x{job.shape[1]}. Pass --shape Nx{width}, or "
+        "--skip it",
+    )
 
 
 def run_job(job: Job, options: CheckOptions) -> CheckResult:
@@ -100,8 +126,17 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
     import numpy as np
 
     start = time.perf_counter()
+    if job.shape[0] < job.spec.min_n:
+        return _error_result(
+            job,
+            options,
+            "shape-unsupported",
+            f"{job.spec.name} needs at least N = {job.spec.min_n} examples, got shape "
+            f"{job.shape[0]}x{job.shape[1]}",
+            0.0,
+        )
     try:
-        with _time_limit(options.timeout):
+        with time_limit(options.timeout):
             try:
                 layer = job.spec.build(**options.layer_options)
             except Exception as exc:
@@ -112,10 +147,10 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
                     f"building {job.spec.name} raised {type(exc).__name__}: {exc}",
                     time.perf_counter() - start,
                 )
-            x = make_input(job.spec.input, job.shape, job.seed).astype(np.dtype(options.dtype))
+            x = make_input(_input_kind(job, layer), job.shape, job.seed)
             result = check_layer(
                 layer,
-                x,
+                x.astype(np.dtype(options.dtype)),
                 seed=job.seed,
                 rtol=job.spec.rtol if options.rtol is None else options.rtol,
                 atol=job.spec.atol if options.atol is None else options.atol,
@@ -125,7 +160,7 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
                 allow_float32=options.allow_float32,
                 escalate=options.escalate,
             )
-    except _Timeout:
+    except LayerTimeout:
         return _error_result(
             job,
             options,
@@ -133,8 +168,21 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
             f"the check ran past --timeout {options.timeout:g} s and was stopped",
             time.perf_counter() - start,
         )
+    except (Exception, SystemExit) as exc:
+        # check_layer turns the layer's own exceptions into findings; whatever still escapes
+        # (a layer calling sys.exit, an object that breaks the harness's assumptions) must
+        # cost this row only, not the run and its report.
+        return _error_result(
+            job,
+            options,
+            "check-raised",
+            f"the check of {job.spec.name} raised {type(exc).__name__}: {exc}",
+            time.perf_counter() - start,
+        )
     result.layer = job.spec.name
     result.reproduce = job.reproduce or None
+    if result.status == "error" and (hint := _shape_hint(job)) is not None:
+        result.findings.append(hint)
     return result
 
 
