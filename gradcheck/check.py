@@ -408,17 +408,20 @@ class _Checker:
         return base, self.objective.outputs_param(key), "param"
 
     def refine_full(self, key: str, analytic: Array, coarse: ArgumentResult) -> ArgumentResult:
-        """Re-estimate with richardson only the entries ``coarse`` could not resolve.
+        """Re-estimate with richardson only the entries ``coarse`` did not pass.
 
-        In full mode most entries usually resolve at once; repeating the whole argument with a
-        20-point stencil would spend most of its time where nothing is in doubt.
+        In full mode most entries usually pass at once; repeating the whole argument with a
+        longer stencil would spend most of its time where nothing is in doubt. Failed entries
+        are re-estimated too: two steps allow no test of convergence, so a central difference
+        far outside the function's length scale can be wrong by more than its error estimate,
+        and a verdict of "fail" is only given once richardson, which tests convergence, agrees.
         """
         base, outputs, kind = self.argument(key)
         est = self.last_full
         value, error = est.value.copy(), est.error.copy()
         cmp = coarse.comparison
         tol = cmp.atol + cmp.rtol * np.abs(value)
-        unresolved = np.flatnonzero((error > tol) & ~(np.abs(analytic - value) > tol + error))
+        unresolved = np.flatnonzero((error > tol) | (np.abs(analytic - value) > tol + error))
         fine = partial_derivatives(
             outputs, base, self.dy, method="richardson", indices=unresolved, chunk=self.chunk
         )
@@ -501,9 +504,9 @@ class _Checker:
 
         In ``auto`` mode: a directional screen, and if it does not pass, full mode to localize
         the problem. In every mode, when ``escalate`` is on and a central or five-point estimate
-        cannot resolve the tolerance (an ill-conditioned layer), the same comparison is repeated
-        with richardson before anything is declared; the superseded comparison is kept in
-        ``screen``.
+        cannot resolve the tolerance (an ill-conditioned layer) or disagrees with the analytic
+        gradient, the comparison is repeated with richardson (in full mode, for those entries
+        only) before anything is declared; the superseded comparison is kept in ``screen``.
         """
         if self.mode != "auto":
             return self.escalated(key, analytic, self.mode, screen)
@@ -524,7 +527,7 @@ class _Checker:
         result = self.estimate(key, analytic, mode, method=method)
         if (
             self.escalate
-            and result.status == "inconclusive"
+            and result.status in ("inconclusive", "fail")
             and result.method in ("central", "five-point")
         ):
             superseded.append(result)

@@ -256,9 +256,10 @@ def directional_derivatives(
             mag = _contract(np.abs(y_plus) + np.abs(y_minus), np.abs(w))
             floors.append(eps * mag / (2.0 * s * h))
             if s in kink_offsets:
-                # Forward minus backward one-sided slope: s*h*L'' where L is smooth, the jump
-                # of the slope where a kink lies within s*h.
-                asymmetry[s] = _contract(y_plus - 2.0 * y0 + y_minus, w) / (s * h)
+                # Forward minus backward one-sided slope, output by output and in absolute
+                # value (so that kinks in several outputs cannot cancel through the signs of
+                # w): s*h*|y''| where the outputs are smooth, the slope jump at a kink.
+                asymmetry[s] = _contract(np.abs(y_plus - 2.0 * y0 + y_minus), np.abs(w)) / (s * h)
                 asymmetry_floor[s] = eps * (mag + 2.0 * _contract(np.abs(y0), np.abs(w))) / (s * h)
         val, trunc, spread[idx], weights = _combine(method, d)
         roundoff = sum(abs(c) * f for c, f in zip(weights, floors))
@@ -275,10 +276,12 @@ def directional_derivatives(
     noise = _pooled_noise(spread, step * float(min(offsets)))
     error += noise
     # The kink term is noise itself (a second difference) wherever L is smooth; it counts where
-    # it stands well above that noise, or above a thousandth of the estimate: a slope jump at a
-    # kink, or a jump of L within the step, is of the derivative's own size or larger. (The
-    # second test matters when jumps are everywhere, which inflates the pooled noise.)
-    counts = (kink > 4.0 * (noise + kink_floor)) | (kink > 1e-3 * np.abs(value))
+    # it stands well above that noise (its own, pooled like the estimate's, and the estimate's),
+    # or above a thousandth of the estimate: a slope jump at a kink, or a jump of L within the
+    # step, is of the derivative's own size or larger. (The second test matters when jumps are
+    # everywhere, which inflates the pooled noise.)
+    kink_noise = _pooled_noise(kink, step * float(min(offsets)))
+    counts = (kink > 4.0 * (noise + kink_floor + kink_noise)) | (kink > 1e-3 * np.abs(value))
     error += np.where(counts, kink, 0.0)
     # Not converging, with differences that change the estimate itself (by more than 0.1%, and
     # beyond a millionth of the typical size, which noise does not reach): no step here is small
@@ -314,7 +317,7 @@ def _complex_step(
 
 # A coarse Richardson estimate whose error estimate is below this fraction of the derivative's
 # size is as good as any finer candidate could make it, so those are only computed elsewhere.
-_RICHARDSON_GOOD_ENOUGH = 1e-9
+_RICHARDSON_GOOD_ENOUGH = 1e-10
 
 
 def _richardson(
