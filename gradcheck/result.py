@@ -13,7 +13,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from .compare import Comparison
 
 STATUS_ORDER = ("pass", "inconclusive", "fail", "error")
-_WIDTHS = (14, 14, 14, 10, 10)  # columns of the worst-entries table in CheckResult.explain
 
 
 def worst_status(statuses: List[str]) -> str:
@@ -185,25 +184,9 @@ class CheckResult:
         return f"{head} (rel error {self.rel_error:.2e}, max abs error {self.max_abs_error:.2e})"
 
     def explain(self) -> str:
-        """A multi-line account: the verdict, the worst entries side by side, the findings."""
-        lines = [self.summary()]
-        for a in self.arguments:
-            c = a.comparison
-            lines.append(
-                f"  {a.kind} {a.name!r} ({a.mode}, {a.method}): {c.status}, "
-                f"rel error {c.rel_error:.3e}, rtol {c.rtol:.2e}, atol {c.atol:.2e}, "
-                f"{c.n_failed}/{c.n_entries} entries beyond tolerance"
-            )
-            if a.status != "pass":
-                header = zip(("index", "analytic", "numeric", "|diff|", "est.err"), _WIDTHS)
-                lines.append("    " + " ".join(h.rjust(w) for h, w in header))
-                for e in c.worst:
-                    lines.append(
-                        f"    {e.index!s:>14} {e.analytic:>14.6e} {e.numeric:>14.6e} "
-                        f"{e.abs_error:>10.2e} {e.error_estimate:>10.2e}"
-                    )
-        for f in self.findings:
-            lines.append(f"  [{f.severity}] {f.code}: {f.message}")
-        if self.reproduce:
-            lines.append(f"  reproduce: {self.reproduce}")
-        return "\n".join(lines)
+        """A multi-line account: the verdict, for every argument that did not pass its worst
+        entries side by side (named ``x[1, 0]``, ``gamma[2]``), the findings, the reproduce
+        command. The same text as the report's failure details."""
+        from .report import explain
+
+        return explain(self)
