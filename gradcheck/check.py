@@ -600,7 +600,8 @@ def _reason(
             w = c.worst[0]
             return (
                 f"{a.name}: {c.n_failed}/{c.n_entries} entries beyond tolerance; "
-                f"worst at {a.name}[{', '.join(str(i) for i in w.index)}]: analytic {w.analytic:.6e}, numeric {w.numeric:.6e} "
+                f"worst at {a.name}[{', '.join(str(i) for i in w.index)}]: "
+                f"analytic {w.analytic:.6e}, numeric {w.numeric:.6e} "
                 f"(estimate error {w.error_estimate:.1e})"
             )
     for a in results:

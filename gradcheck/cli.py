@@ -720,14 +720,16 @@ def cmd_plot_step_size(args: argparse.Namespace) -> int:
     from . import plot
     from .registry import make_input
 
-    try:
-        plot.require_matplotlib()
-    except plot.MatplotlibMissing as exc:
-        raise UsageError(str(exc)) from exc
+    # The arguments first (an unknown layer is the same mistake with or without matplotlib),
+    # then matplotlib, before any time is spent on the sweep.
     if not args.output.lower().endswith(".png"):
         raise UsageError(f"--output {args.output}: the picture is a PNG; name it FILE.png")
     _check_output_path(args.output)
     spec = _plot_spec(args.layer)
+    try:
+        plot.require_matplotlib()
+    except plot.MatplotlibMissing as exc:
+        raise UsageError(str(exc)) from exc
     shape = args.shape or (spec.shapes[0] if spec.source != "--layer" else (8, 3))
     if args.entry is not None and not (args.entry[0] < shape[0] and args.entry[1] < shape[1]):
         raise UsageError(f"--entry {args.entry[0]},{args.entry[1]} is outside the {shape} input")
