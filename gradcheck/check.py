@@ -182,8 +182,7 @@ class _Checker:
         self.method = method
         self.n_directions = directions
         self.check_params = check_params
-        # At most 2^22 floats (32 MiB) of perturbed inputs per forward call.
-        self.chunk = chunk if chunk else max(1, min(4096, 2**22 // max(1, x.size)))
+        self.chunk = chunk if chunk else default_chunk(x.size)
         self.n_worst = n_worst
         self.escalate = escalate
         self.dtype = dtype
@@ -537,6 +536,12 @@ class _Checker:
         return result
 
     def run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
+        # Every forward and backward of the check, not only the estimation: with another
+        # process on the machine, a two-thread BLAS stalls on these small problems.
+        with blas_single_thread(self.x.size >= _THREAD_LIMIT_SIZE):
+            return self._run()
+
+    def _run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
         grads = self.run_analytic()
         self.objective = LayerObjective(self.layer, self.x, self.target, self.dtype)
         if self.objective.batched:
@@ -557,9 +562,8 @@ class _Checker:
         results: List[ArgumentResult] = []
         params_before = {k: np.array(v, copy=True) for k, v in self.params.items()}
         try:
-            with blas_single_thread(self.x.size >= _THREAD_LIMIT_SIZE):
-                for key in ["x", *self.param_keys]:
-                    results.append(self.estimate_argument(key, grads[key], screen))
+            for key in ["x", *self.param_keys]:
+                results.append(self.estimate_argument(key, grads[key], screen))
         finally:
             # Leave the layer as the caller gave it: cache for x, parameters untouched.
             for key, before in params_before.items():
@@ -570,6 +574,16 @@ class _Checker:
             except _Abort:
                 pass
         return results, screen
+
+
+def default_chunk(size: int) -> int:
+    """Perturbed points per stacked forward call for an input of ``size`` entries.
+
+    About 2^16 floats (512 KiB) of input per call: large enough that a layer's per-call
+    overhead is paid rarely, small enough to stay in cache (2^22 floats per call ran 1.2x
+    slower on ZCA 64x16 in docs/performance.md's benchmark).
+    """
+    return max(1, min(4096, 2**16 // max(1, size)))
 
 
 def _draw_target(layer: Any, x: Array, seed: int) -> Array:

@@ -20,7 +20,9 @@ def register_profiles() -> None:
 
     common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
     settings.register_profile("ci", derandomize=True, max_examples=100, **common)
-    settings.register_profile("thorough", max_examples=2000, **common)
+    # Explicitly random: registered after "ci" was loaded, it would otherwise inherit
+    # derandomize=True from the settings in force.
+    settings.register_profile("thorough", derandomize=False, max_examples=2000, **common)
 
 
 def load_profile(name: Optional[str] = None) -> str:

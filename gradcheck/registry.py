@@ -156,8 +156,15 @@ def _entry_points() -> List[Any]:
 
     eps = entry_points()
     if hasattr(eps, "select"):
-        return list(eps.select(group=ENTRY_POINT_GROUP))
-    return list(eps.get(ENTRY_POINT_GROUP, []))  # Python 3.9
+        found = list(eps.select(group=ENTRY_POINT_GROUP))
+    else:
+        found = list(eps.get(ENTRY_POINT_GROUP, []))  # Python 3.9
+    # Python 3.9 lists a distribution once per sys.path entry that holds it (a folder on both
+    # PYTHONPATH and the working directory, say); load each entry point once.
+    unique: Dict[Tuple[str, str], Any] = {}
+    for ep in found:
+        unique.setdefault((ep.name, ep.value), ep)
+    return list(unique.values())
 
 
 def load_entry_points(force: bool = False) -> List[Tuple[str, str]]:

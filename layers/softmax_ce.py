@@ -80,9 +80,16 @@ class SoftmaxCrossEntropy(LossLayer):
         e = np.exp(zs)
         sum_e = e.sum(axis=-1, keepdims=True)
         idx = np.broadcast_to(labels[:, None], (*z.shape[:-1], 1))
-        nll = (np.log(sum_e) - np.take_along_axis(zs, idx, axis=-1))[..., 0]
+        e_label = np.take_along_axis(e, idx, axis=-1)
+        # The other classes' share, summed directly: when the label dominates, sum_e = 1 + r
+        # with a tiny r, and log(sum_e) or p_label - 1 would keep only the rounding of 1 + r.
+        rest = (e * (np.arange(c) != idx)).sum(axis=-1, keepdims=True)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            ratio = rest / e_label
+            direct = np.log(sum_e) - np.take_along_axis(zs, idx, axis=-1)
+            nll = np.where(np.abs(ratio) < 1.0, np.log1p(ratio), direct)[..., 0]
         loss = nll.mean(axis=-1) if self.reduction == "mean" else nll.sum(axis=-1)
-        self.cache = {"p": e / sum_e, "labels": labels}
+        self.cache = {"p": e / sum_e, "labels": labels, "rest": rest / sum_e}
         return loss.item() if z.ndim == 2 else loss
 
     @property
@@ -96,7 +103,8 @@ class SoftmaxCrossEntropy(LossLayer):
         p, labels = cache["p"], cache["labels"]
         onehot = np.arange(p.shape[-1]) == labels[:, None]
         self.grads = {}
-        grad = p - onehot
+        # p_label - 1 = -(sum of the other probabilities), without the cancellation.
+        grad = np.where(onehot, -cache["rest"], p)
         return grad / p.shape[-2] if self.reduction == "mean" else grad
 
     def __repr__(self) -> str:
