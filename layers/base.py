@@ -63,9 +63,10 @@ class Layer:
     def backward(self, dy: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _require_cache(self) -> Any:
+    def _require_cache(self, caller: str = "backward") -> Any:
+        """The last forward's cache; ``RuntimeError`` naming ``caller`` if there was none."""
         if self.cache is None:
-            raise RuntimeError(f"{self.name}.backward called before forward")
+            raise RuntimeError(f"{self.name}.{caller} called before forward")
         return self.cache
 
     def __repr__(self) -> str:
@@ -82,6 +83,33 @@ class LossLayer(Layer):
 
     def backward(self) -> Array:  # type: ignore[override]
         raise NotImplementedError  # pragma: no cover - abstract
+
+
+def swap_last(a: Array) -> Array:
+    """The transpose of the last two axes (each matrix of a stack ``(..., M, K)``)."""
+    return np.swapaxes(a, -1, -2)
+
+
+def sym(a: Array) -> Array:
+    """The symmetric part ``(A + A^T) / 2`` of each matrix of a stack."""
+    return 0.5 * (a + swap_last(a))
+
+
+def check_eps(layer: str, eps: Any) -> float:
+    """Validate a covariance regularizer: a real number ``>= 0``; return it as float."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise TypeError(f"{layer}: argument 'eps' must be a real number, got {eps!r}") from None
+    if not value >= 0:
+        raise ValueError(f"{layer}: argument 'eps' must be >= 0, got {eps!r}")
+    return value
+
+
+def check_finite(layer: str, arg: str, x: Array) -> None:
+    """Raise ``ValueError`` naming the layer when ``x`` contains NaN or inf."""
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{layer}: argument {arg!r} contains NaN or inf")
 
 
 def check_matrix(layer: str, arg: str, x: Any, *, min_ndim: int = 2) -> Array:

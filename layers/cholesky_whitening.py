@@ -27,19 +27,14 @@ from .base import (
     Array,
     Layer,
     as_float64,
+    check_eps,
+    check_finite,
     check_matrix,
     check_real,
     check_upstream,
 )
-from .pca_whitening import check_eps, check_finite
-
-
-def _t(a: Array) -> Array:
-    return np.swapaxes(a, -1, -2)
-
-
-def _sym(a: Array) -> Array:
-    return 0.5 * (a + _t(a))
+from .base import swap_last as _t
+from .base import sym as _sym
 
 
 def solve_lower(l: Array, b: Array, trans: bool = False) -> Array:
@@ -166,8 +161,7 @@ class CholeskyWhitening(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (with ``eps``), ascending, ``(..., D)``."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         return np.linalg.eigvalsh(self.cache["sigma"])
 
     def __repr__(self) -> str:

@@ -23,12 +23,14 @@ from .base import (
     Layer,
     as_float64,
     check_choice,
+    check_eps,
+    check_finite,
     check_matrix,
     check_real,
     check_upstream,
 )
 from .cholesky_whitening import cholesky_whitening_backward, cholesky_whitening_forward
-from .pca_whitening import check_eps, check_finite, pca_backward, pca_forward
+from .pca_whitening import pca_backward, pca_forward
 from .whitening import METHODS, zca_backward, zca_forward
 
 INNER = ("zca", "pca", "cholesky")
@@ -144,8 +146,7 @@ class GroupWhitening(Layer):
 
     def spectrum(self) -> Array:
         """Each group's covariance eigenvalues (with ``eps``), ascending, ``(..., G, D / G)``."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         inner, kind = self.cache["inner"], self.cache["kind"]
         if kind == "zca":
             return inner["eigvals"].copy()

@@ -29,19 +29,14 @@ from .base import (
     Array,
     Layer,
     as_float64,
+    check_eps,
+    check_finite,
     check_matrix,
     check_real,
     check_upstream,
 )
-from .pca_whitening import check_eps, check_finite
-
-
-def _t(a: Array) -> Array:
-    return np.swapaxes(a, -1, -2)
-
-
-def _sym(a: Array) -> Array:
-    return 0.5 * (a + _t(a))
+from .base import swap_last as _t
+from .base import sym as _sym
 
 
 def _trace(a: Array) -> Array:
@@ -241,14 +236,12 @@ class IterNorm(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (with ``eps``), ascending, ``(..., D)``."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         return np.linalg.eigvalsh(self.cache["sigma"])
 
     def whitening_error(self) -> Array:
         """``||W Sigma W - I||_2`` of the last forward, ``(...)``: how far from white it is."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.whitening_error called before forward")
+        self._require_cache("whitening_error")
         w, sigma = self.cache["w"], self.cache["sigma"]
         resid = _t(w) @ sigma @ w - np.eye(w.shape[-1])
         return np.linalg.norm(resid, ord=2, axis=(-2, -1))

@@ -61,7 +61,17 @@ from typing import Any, ClassVar, Dict, Tuple
 
 import numpy as np
 
-from .base import Array, Layer, as_float64, check_choice, check_matrix, check_real, check_upstream
+from .base import (
+    Array,
+    Layer,
+    as_float64,
+    check_choice,
+    check_eps,
+    check_matrix,
+    check_real,
+    check_upstream,
+)
+from .base import swap_last as _t
 
 ROUTES = ("eig", "svd")
 LAYOUTS = ("rows", "paper")
@@ -76,10 +86,6 @@ VARIANTS: Dict[str, Tuple[bool, bool]] = {
 
 #: The authors' Lua code guards ``1 / (l_i - l_j)`` against exact ties with this offset.
 AUTHORS_REVISED = 1e-45
-
-
-def _t(a: Array) -> Array:
-    return np.swapaxes(a, -1, -2)
 
 
 def variant_name(transpose_fix: bool, symmetrize: bool) -> str:
@@ -208,8 +214,7 @@ class PaperDBNWhitening(Layer):
         layout: str = "rows",
     ) -> None:
         super().__init__()
-        if not eps >= 0:
-            raise ValueError(f"PaperDBNWhitening: argument 'eps' must be >= 0, got {eps!r}")
+        eps = check_eps("PaperDBNWhitening", eps)
         check_choice("PaperDBNWhitening", "route", route, ROUTES)
         check_choice("PaperDBNWhitening", "layout", layout, LAYOUTS)
         self.transpose_fix = bool(transpose_fix)
@@ -259,8 +264,7 @@ class PaperDBNWhitening(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (eps included), ascending, ``(..., d)``."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         return np.sort(self.cache["lam"], axis=-1)
 
     def __repr__(self) -> str:
@@ -356,9 +360,7 @@ class AuthorsSVDWhitening(Layer):
 
     def __init__(self, eps: float = 1e-5) -> None:
         super().__init__()
-        if not eps >= 0:
-            raise ValueError(f"AuthorsSVDWhitening: argument 'eps' must be >= 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_eps("AuthorsSVDWhitening", eps)
 
     def forward(self, x: Array) -> Array:
         """Whitened ``x``, shape of ``x``."""
@@ -381,8 +383,7 @@ class AuthorsSVDWhitening(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (eps included), ascending."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         return np.sort(self.cache["eig"], axis=-1)
 
     def __repr__(self) -> str:

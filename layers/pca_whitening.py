@@ -23,18 +23,14 @@ from .base import (
     Array,
     Layer,
     as_float64,
+    check_eps,
+    check_finite,
     check_matrix,
     check_real,
     check_upstream,
 )
-
-
-def _t(a: Array) -> Array:
-    return np.swapaxes(a, -1, -2)
-
-
-def _sym(a: Array) -> Array:
-    return 0.5 * (a + _t(a))
+from .base import swap_last as _t
+from .base import sym as _sym
 
 
 def fix_eigenvector_signs(q: Array) -> Array:
@@ -148,23 +144,6 @@ def pca_backward(dy: Array, cache: Dict[str, Any]) -> Array:
     return dxc
 
 
-def check_eps(layer: str, eps: Any) -> float:
-    """Validate a covariance regularizer: a real number ``>= 0``; return it as float."""
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"{layer}: argument 'eps' must be a real number, got {eps!r}") from None
-    if not value >= 0:
-        raise ValueError(f"{layer}: argument 'eps' must be >= 0, got {eps!r}")
-    return value
-
-
-def check_finite(layer: str, arg: str, x: Array) -> None:
-    """Raise ``ValueError`` naming the layer when ``x`` contains NaN or inf."""
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{layer}: argument {arg!r} contains NaN or inf")
-
-
 class PCAWhitening(Layer):
     """PCA whitening over features: ``y = Xc Q Lambda^{-1/2}``.
 
@@ -242,8 +221,7 @@ class PCAWhitening(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (with ``eps``), ascending, ``(..., D)``."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         return self.cache["eigvals"][..., ::-1].copy()
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from .base import (
     Array,
     Layer,
     as_float64,
+    check_eps,
     check_matrix,
     check_upstream,
     ensure_feature_params,
@@ -45,9 +46,7 @@ class Standardize(Layer):
         self, eps: float = 1e-5, affine: bool = False, num_features: Optional[int] = None
     ) -> None:
         super().__init__()
-        if not eps >= 0:
-            raise ValueError(f"Standardize: argument 'eps' must be >= 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_eps("Standardize", eps)
         self.affine = bool(affine)
         self.num_features = num_features
         if self.affine and num_features is not None:

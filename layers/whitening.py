@@ -19,23 +19,18 @@ from .base import (
     Layer,
     as_float64,
     check_choice,
+    check_eps,
     check_matrix,
     check_real,
     check_upstream,
     ensure_feature_params,
     sum_over_leading_axes,
 )
+from .base import swap_last as _t
+from .base import sym as _sym
 
 METHODS = ("eigh", "svd")
 AXES = ("features", "examples")
-
-
-def _t(a: Array) -> Array:
-    return np.swapaxes(a, -1, -2)
-
-
-def _sym(a: Array) -> Array:
-    return 0.5 * (a + _t(a))
 
 
 def inv_sqrt_psd(sigma: Array, method: str = "eigh") -> Tuple[Array, Array, Array]:
@@ -201,8 +196,7 @@ class ZCAWhitening(Layer):
         axis: str = "features",
     ) -> None:
         super().__init__()
-        if not eps >= 0:
-            raise ValueError(f"ZCAWhitening: argument 'eps' must be >= 0, got {eps!r}")
+        eps = check_eps("ZCAWhitening", eps)
         check_choice("ZCAWhitening", "method", method, METHODS)
         check_choice("ZCAWhitening", "axis", axis, AXES)
         self.eps = float(eps)
@@ -234,8 +228,7 @@ class ZCAWhitening(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (with ``eps``), ascending, ``(..., K)``."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         return self.cache["eigvals"].copy()
 
     def __repr__(self) -> str:
@@ -283,8 +276,7 @@ class DecorrelatedBatchNorm(Layer):
     ) -> None:
         super().__init__()
         name = "DecorrelatedBatchNorm"
-        if not eps >= 0:
-            raise ValueError(f"{name}: argument 'eps' must be >= 0, got {eps!r}")
+        eps = check_eps(name, eps)
         if not 0 <= momentum <= 1:
             raise ValueError(f"{name}: argument 'momentum' must be in [0, 1], got {momentum!r}")
         check_choice(name, "method", method, METHODS)
@@ -356,8 +348,7 @@ class DecorrelatedBatchNorm(Layer):
 
     def spectrum(self) -> Array:
         """Eigenvalues of the last train-mode forward's ``Sigma`` (``eps`` included), ascending."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}.spectrum called before forward")
+        self._require_cache("spectrum")
         if not self.cache["train"]:
             raise RuntimeError(
                 f"{self.name}.spectrum: the last forward was in eval mode, which uses the running "
