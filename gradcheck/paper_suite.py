@@ -962,14 +962,6 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -979,6 +971,9 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
     (printed variant wrong, corrected right, the two single fixes wrong), 1 when they do not,
     2 on a usage problem (``--plot`` without matplotlib).
     """
+    # The CLI's own argument type: cli.py is loaded by then (it is what calls this function).
+    from .cli import _positive_int
+
     p = subparsers.add_parser(
         "paper",
         help="check the DBN paper's backward formula: four variants, verdicts, gap study",
