@@ -103,9 +103,14 @@ def base_step(method: str, scale: Array, dtype: np.dtype = FLOAT64) -> Array:
 
 
 def _contract(values: Array, w: Array) -> Array:
-    """``<values[b], w>`` for every ``b``: shape ``(B, *y)`` against ``y`` gives ``(B,)``."""
+    """``<values[b], w>`` for every ``b``: shape ``(B, *y)`` against ``y`` gives ``(B,)``.
+
+    A row-wise sum rather than a matrix-vector product: BLAS blocks a product differently for
+    different ``B``, so the same point would round differently in chunks of different sizes,
+    while a row's sum depends on that row alone (and is pairwise, so more accurate too).
+    """
     b = values.shape[0]
-    return values.reshape(b, -1) @ np.reshape(w, -1)
+    return np.sum(values.reshape(b, -1) * np.reshape(w, -1), axis=1)
 
 
 def _tableau_weights(n_levels: int) -> Array:
