@@ -9,19 +9,25 @@ for the input and every parameter and compares, entry by entry, with what backwa
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .compare import Comparison, compare, default_rtol
+from .compare import Comparison, Entry, compare, default_rtol, scaled_norm
 from .finite_diff import (
     METHODS,
+    RECOVERY_FAILED,
+    RECOVERY_NONE,
+    RECOVERY_TEXT,
     Estimate,
     base_step,
     directional_derivatives,
     harness_rng,
     partial_derivatives,
+    points_per_direction,
+    typical_scale,
 )
 from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
 from .result import ArgumentResult, CheckResult, Finding, worst_status
@@ -34,12 +40,34 @@ MODES: Tuple[str, ...] = ("auto", "full", "directional")
 # The relative gradient error for which a directional check states its miss probability.
 REFERENCE_RELATIVE_ERROR = 1e-4
 
+# What the default check must resolve: a single entry wrong by this relative amount (of a
+# typical entry) slips through the directional screen with probability at most MISS_TARGET.
+TARGET_ENTRY_ERROR = 1e-6
+MISS_TARGET = 1e-6
+# Gradient entries more than this factor above the median are screened in bands of their own;
+# a band of at most SMALL_BAND entries is estimated entry by entry.
+BAND_RATIO = 16.0
+SMALL_BAND = 8
+# Adaptive screens draw directions in batches until the target is resolved or this many are used.
+DIRECTION_BATCHES: Tuple[int, ...] = (8, 8, 16, 32)
+# The fail test's absolute floor for a directional derivative, as a fraction of rtol * ||g||
+# (the floor the estimate must resolve): it covers the rounding of the projected analytic
+# gradient on a direction whose projection is small by chance, while making each direction
+# about four times as sensitive to a single wrong entry as a floor of rtol * ||g|| would.
+DIRECTIONAL_FLOOR = 0.25
+# The default localization budget, in forward evaluations, is this many input entries' worth
+# (2^28 floats: about a second of a cheap elementwise forward), and never less than MIN_BUDGET.
+BUDGET_ENTRIES = 2**28
+MIN_BUDGET = 256
+
 # Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
 # are many tiny matrix problems, where BLAS threads cost far more than they save.
 _THREAD_LIMIT_SIZE = 256
 
 # Purposes that separate the harness's random streams (see finite_diff.harness_rng).
 _PURPOSE_DY, _PURPOSE_TARGET, _PURPOSE_DY2, _PURPOSE_PROBE, _PURPOSE_DIRECTIONS = 1, 2, 3, 4, 10
+# Localization draws its block directions from purposes 1000 + argument number.
+_PURPOSE_LOCALIZE = 1000
 
 
 class _Abort(Exception):
@@ -144,9 +172,120 @@ def miss_probability(thresholds: Array, gradient_norm: float, relative_error: fl
     from scipy.special import erf
 
     err = relative_error * gradient_norm
-    if err <= 0:
+    if not err > 0 or not np.isfinite(err):
         return 1.0
-    return float(np.prod(erf(np.asarray(thresholds) / (np.sqrt(2.0) * err))))
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.asarray(thresholds, dtype=np.float64) / (np.sqrt(2.0) * err)
+    # A direction without a finite threshold resolves nothing: it cannot catch the error.
+    ratio = np.where(np.isfinite(ratio), ratio, np.inf)
+    return float(np.prod(erf(ratio)))
+
+
+def resolved_error(thresholds: Array, scale: float, target: float = MISS_TARGET) -> float:
+    """The smallest error ``delta = r * scale`` that slips through every direction with
+    probability at most ``target``, as the relative size ``r`` (inf if none does).
+
+    An error vector ``e`` projects onto a Gaussian direction as ``N(0, ||e||^2)``; a single wrong
+    entry with error ``delta`` projects as ``N(0, delta^2)``. So with ``scale`` a typical gradient
+    entry (``||g|| / sqrt(n)``) this is the single-entry relative error resolved, and with
+    ``scale = ||g||`` the whole-gradient relative error.
+    """
+    if not scale > 0 or not np.isfinite(scale):
+        return float("inf")
+    if miss_probability(thresholds, scale, 1e6) > target:
+        return float("inf")
+    lo, hi = -20.0, 6.0  # log10 of r
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if miss_probability(thresholds, scale, 10.0**mid) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return float(10.0**hi)
+
+
+# Below this a typical gradient entry counts as zero when stating relative resolutions.
+TINY_SCALE = 1e-300
+
+
+def _project(v: Array, analytic: Array) -> Array:
+    """``<v_j, analytic>`` for every direction ``v_j`` (rows of ``v``), computed scaled so that
+    a finite gradient near the top of the float range does not overflow the sum."""
+    flat = analytic.ravel()
+    top = float(np.max(np.abs(flat), initial=0.0))
+    if top == 0.0 or not np.isfinite(top):
+        return np.sum(v.reshape(v.shape[0], -1) * flat, axis=1)
+    return np.sum(v.reshape(v.shape[0], -1) * (flat / top), axis=1) * top
+
+
+def _scatter(est: Estimate, indices: Array, shape: Tuple[int, ...]) -> Estimate:
+    """An estimate over ``indices`` (flat) seen as one over the whole array, for its recovery
+    codes only (values and errors are not scattered)."""
+    if est.recovery is None or est.nonfinite_side is None:
+        return est
+    recovery = np.full(int(np.prod(shape)), RECOVERY_NONE)
+    side = np.zeros(int(np.prod(shape)))
+    recovery[indices] = est.recovery
+    side[indices] = est.nonfinite_side
+    return Estimate(
+        est.value,
+        est.error,
+        est.method,
+        est.step,
+        est.evaluations,
+        recovery.reshape(shape),
+        side.reshape(shape),
+    )
+
+
+def magnitude_bands(flat: Array) -> List[Array]:
+    """Flat indices of ``flat`` grouped by magnitude: the entries up to ``BAND_RATIO`` times
+    the median nonzero ``|flat_i|`` (zeros included) first, then each further factor
+    ``BAND_RATIO`` above it, in increasing order. One band for a gradient of one scale."""
+    mag = np.abs(flat)
+    nonzero = mag[np.isfinite(mag) & (mag > 0)]
+    if nonzero.size == 0:
+        return [np.arange(flat.size)]
+    median = float(np.median(nonzero))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.floor(np.log(np.maximum(mag, median) / median) / np.log(BAND_RATIO))
+    level = np.where(np.isfinite(level), level, 0.0).astype(np.int64)
+    return [np.flatnonzero(level == b) for b in np.unique(level)]
+
+
+def _entry_label(key: str, index: Tuple[int, ...]) -> str:
+    return f"{key}[{', '.join(str(i) for i in index)}]"
+
+
+def _nonfinite_finding(key: str, est: Estimate, shape: Tuple[int, ...], mode: str) -> List[Finding]:
+    """Findings naming where the forward was not finite (or raised) during the estimate."""
+    if est.recovery is None or est.nonfinite_side is None:
+        return []
+    recovery = np.ravel(est.recovery)
+    sides = np.ravel(est.nonfinite_side)
+    out: List[Finding] = []
+    for code, text in RECOVERY_TEXT.items():
+        where = np.flatnonzero(recovery == code)
+        if where.size == 0:
+            continue
+        first = int(where[0])
+        side = {1.0: "+ h", -1.0: "- h", 2.0: "+ h and - h"}.get(float(sides[first]), "+- h")
+        if mode == "full":
+            label = _entry_label(key, tuple(int(i) for i in np.unravel_index(first, shape)))
+            what = f"{where.size} entr{'y' if where.size == 1 else 'ies'} of {key}"
+        else:
+            label = f"{key} + t v (direction {first})"
+            what = f"{where.size} of {recovery.size} directions of {key}"
+        failed = code == RECOVERY_FAILED
+        out.append(
+            Finding(
+                "estimate-nonfinite" if failed else "estimate-nonfinite-recovered",
+                "warning" if failed else "info",
+                f"the forward is not finite (or raised) at {label} {side}; {what} estimated "
+                f"with {text}" + ("; inconclusive there" if failed else ""),
+            )
+        )
+    return out
 
 
 class _Checker:
@@ -164,14 +303,16 @@ class _Checker:
         atol: Optional[float],
         mode: str,
         method: str,
-        directions: int,
+        directions: Optional[int],
         check_params: bool,
         chunk: Optional[int],
         n_worst: int,
         dtype: np.dtype,
         escalate: bool,
+        budget: Optional[int] = None,
     ) -> None:
         self.layer = layer
+        self.budget = default_budget(x.size) if budget is None else int(budget)
         self.x = x
         self.dy_given = dy
         self.target = target
@@ -385,7 +526,12 @@ class _Checker:
                 )
 
     def estimate(
-        self, key: str, analytic: Array, mode: str, method: Optional[str] = None
+        self,
+        key: str,
+        analytic: Array,
+        mode: str,
+        method: Optional[str] = None,
+        directions: Optional[int] = None,
     ) -> ArgumentResult:
         """Numerical estimate for one argument in ``mode`` ("full" or "directional"), compared."""
         base, outputs, kind = self.argument(key)
@@ -393,11 +539,47 @@ class _Checker:
         if mode == "full":
             est = partial_derivatives(outputs, base, self.dy, method=method, chunk=self.chunk)
             self.last_full = est
+            self.note_nonfinite(key, est, base.shape, "full")
             cmp = compare(
                 analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
             )
-            return ArgumentResult(key, kind, "full", method, cmp, est.evaluations)
-        return self.directional(key, kind, base, outputs, analytic, method)
+            return self.full_result(key, kind, method, cmp, est.evaluations, analytic, est)
+        return self.directional(key, kind, base, outputs, analytic, method, directions)
+
+    def note_nonfinite(self, key: str, est: Estimate, shape: Tuple[int, ...], mode: str) -> None:
+        for finding in _nonfinite_finding(key, est, shape, mode):
+            if finding not in self.findings:
+                self.findings.append(finding)
+
+    def full_result(
+        self,
+        key: str,
+        kind: str,
+        method: str,
+        cmp: Comparison,
+        evaluations: int,
+        analytic: Array,
+        est: Estimate,
+    ) -> ArgumentResult:
+        """A full-mode result, with what it resolves: every entry is compared, so a single
+        entry wrong by more than its own threshold fails for certain."""
+        typical = cmp.atol / cmp.rtol if cmp.rtol > 0 else 0.0
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            thresholds = cmp.atol + cmp.rtol * np.abs(est.value) + est.error
+            scale = max(typical, TINY_SCALE)
+            entry = float(np.max(thresholds / np.maximum(np.abs(est.value), scale), initial=0.0))
+            norm = max(scaled_norm(analytic), scaled_norm(np.nan_to_num(est.value)))
+            whole = scaled_norm(thresholds) / norm if norm > 0 else float("inf")
+        return ArgumentResult(
+            key,
+            kind,
+            "full",
+            method,
+            cmp,
+            evaluations,
+            resolves_entry=entry if np.isfinite(entry) else float("inf"),
+            resolves_gradient=whole if np.isfinite(whole) else float("inf"),
+        )
 
     def argument(self, key: str) -> Tuple[Array, Callable[[Array], Array], str]:
         """(value, outputs function, kind) of the input ``"x"`` or of a parameter."""
@@ -411,25 +593,34 @@ class _Checker:
 
         In full mode most entries usually pass at once; repeating the whole argument with a
         longer stencil would spend most of its time where nothing is in doubt. Failed entries
-        are re-estimated too: two steps allow no test of convergence, so a central difference
-        far outside the function's length scale can be wrong by more than its error estimate,
-        and a verdict of "fail" is only given once richardson, which tests convergence, agrees.
+        are re-estimated too, and their verdict is richardson's alone: two steps allow no test
+        of convergence, so a central difference far outside the function's length scale can be
+        wrong by more than its error estimate, and "fail" is only given once richardson, which
+        tests convergence, agrees. Where richardson does not converge either (error inf), the
+        entry is inconclusive, whatever the central difference said.
         """
         base, outputs, kind = self.argument(key)
         est = self.last_full
         value, error = est.value.copy(), est.error.copy()
         cmp = coarse.comparison
-        tol = cmp.atol + cmp.rtol * np.abs(value)
-        unresolved = np.flatnonzero((error > tol) | (np.abs(analytic - value) > tol + error))
+        with np.errstate(invalid="ignore"):
+            tol = cmp.atol + cmp.rtol * np.abs(value)
+            disagrees = np.abs(analytic - value) > tol + error
+            resolved = error <= max(cmp.resolve_atol, cmp.atol) + cmp.rtol * np.abs(value)
+            unresolved = np.flatnonzero(~(resolved & ~disagrees))
         fine = partial_derivatives(
             outputs, base, self.dy, method="richardson", indices=unresolved, chunk=self.chunk
         )
-        better = fine.error < error.flat[unresolved]
-        value.flat[unresolved[better]] = fine.value[better]
-        error.flat[unresolved[better]] = fine.error[better]
+        self.note_nonfinite(key, _scatter(fine, unresolved, base.shape), base.shape, "full")
+        take = (fine.error < error.flat[unresolved]) | disagrees.flat[unresolved]
+        value.flat[unresolved[take]] = fine.value[take]
+        error.flat[unresolved[take]] = fine.error[take]
         cmp = compare(analytic, value, error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst)
+        merged = Estimate(value, error, "richardson", est.step, est.evaluations + fine.evaluations)
         method = f"{coarse.method}+richardson"
-        return ArgumentResult(key, kind, "full", method, cmp, est.evaluations + fine.evaluations)
+        return self.full_result(
+            key, kind, method, cmp, est.evaluations + fine.evaluations, analytic, merged
+        )
 
     def directional(
         self,
@@ -439,27 +630,145 @@ class _Checker:
         outputs: Callable[[Array], Array],
         analytic: Array,
         method: str,
+        directions: Optional[int] = None,
     ) -> ArgumentResult:
-        k = self.n_directions
+        """Compare along Gaussian directions, band by band of the gradient's magnitude.
+
+        Entries of the analytic gradient far above its median (a column scaled by 1e8) are
+        screened apart from the rest, in bands a factor ``BAND_RATIO`` wide, each by directions
+        supported on that band alone: a direction that moved them would make the projection,
+        its tolerance and its rounding all of their size, and hide every relative error of the
+        others. A band of at most ``SMALL_BAND`` entries is estimated entry by entry. For a
+        gradient of one scale this is a single band, the usual screen. Per band, a fixed
+        number of directions, or batches until a single entry wrong by ``TARGET_ENTRY_ERROR``
+        of that band's typical entry is resolved (or the budget is spent).
+        """
         purpose = _PURPOSE_DIRECTIONS + (0 if key == "x" else 1 + self.param_keys.index(key))
-        v = harness_rng(self.seed, purpose).standard_normal((k, *base.shape))
-        vmax = np.max(np.abs(v.reshape(k, -1)), axis=1)
-        step = base_step(method, np.full(k, float(np.max(np.abs(base), initial=0.0)))) / vmax
-        est: Estimate = directional_derivatives(
-            outputs, base, self.dy, lambda idx: v[idx], k, step, method=method, chunk=self.chunk
+        rng = harness_rng(self.seed, purpose)
+        fixed = directions if directions is not None else self.n_directions
+        typical = typical_scale(base)
+        flat_a = analytic.ravel()
+        n = flat_a.size
+        values: List[Array] = []
+        errors: List[Array] = []
+        projected: List[Array] = []
+        atols: List[Array] = []
+        resolves: List[Array] = []
+        evaluations = 0
+        spent_budget = 0
+        worst_entry, worst_gradient = 0.0, 0.0
+        for support in magnitude_bands(flat_a):
+            band_norm = scaled_norm(flat_a[support])
+            atol, resolve_atol = self.atol, self.atol
+            if atol is None:
+                # A directional derivative is of the size ||g|| for a Gaussian direction: that
+                # is the floor the estimate must resolve, and a fraction of it the floor of
+                # the fail test.
+                atol = self.rtol * DIRECTIONAL_FLOOR * band_norm
+                resolve_atol = self.rtol * band_norm
+            unit = support.size <= SMALL_BAND and support.size < n
+            if unit:
+                batches = [support.size]
+            elif fixed is not None:
+                batches = [fixed]
+            else:
+                batches = list(DIRECTION_BATCHES)
+            band_values: List[Array] = []
+            band_errors: List[Array] = []
+            band_proj: List[Array] = []
+            thresholds = np.zeros(0)
+            for i, k in enumerate(batches):
+                if i > 0 and spent_budget + (points_per_direction(method) + 2) * k > self.budget:
+                    break
+                v = np.zeros((k, n))
+                if unit:
+                    v[np.arange(k), support] = 1.0
+                else:
+                    v[:, support] = rng.standard_normal((k, support.size))
+                v = v.reshape((k, *base.shape))
+                vmax = np.max(np.abs(v.reshape(k, -1)), axis=1)
+                step = base_step(method, np.zeros(k), typical=typical) / vmax
+                textbook = base_step(method, np.zeros(k), typical=max(1.0, typical)) / vmax
+                est: Estimate = directional_derivatives(
+                    outputs,
+                    base,
+                    self.dy,
+                    lambda idx, v=v: v[idx],
+                    k,
+                    step,
+                    method=method,
+                    chunk=self.chunk,
+                    fallback_step=None if method == "complex-step" else textbook,
+                )
+                self.note_nonfinite(key, est, base.shape, "directional")
+                evaluations += est.evaluations
+                if i > 0:
+                    spent_budget += est.evaluations
+                band_values.append(est.value)
+                band_errors.append(est.error)
+                band_proj.append(_project(v, analytic))
+                value, error, proj = (
+                    np.concatenate(c) for c in (band_values, band_errors, band_proj)
+                )
+                cmp = compare(
+                    proj, value, error, rtol=self.rtol, atol=atol, resolve_atol=resolve_atol
+                )
+                with np.errstate(invalid="ignore", over="ignore"):
+                    thresholds = cmp.atol + cmp.rtol * np.abs(value) + error
+                if cmp.status != "pass" or fixed is not None or unit:
+                    break
+                if resolved_error(thresholds, band_norm / np.sqrt(support.size)) <= (
+                    TARGET_ENTRY_ERROR
+                ):
+                    break
+            band_value, band_error, band_projection = (
+                np.concatenate(c) for c in (band_values, band_errors, band_proj)
+            )
+            values.append(band_value)
+            errors.append(band_error)
+            projected.append(band_projection)
+            atols.append(np.full(band_value.size, atol))
+            resolves.append(np.full(band_value.size, max(resolve_atol, atol)))
+            if unit:
+                # Entry by entry: nothing slips through by chance.
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rel = thresholds / np.maximum(np.abs(band_value), 1e-300)
+                entry = float(np.max(np.where(np.isfinite(rel), rel, np.inf), initial=0.0))
+                worst_entry = max(worst_entry, entry)
+                worst_gradient = max(worst_gradient, entry)
+            else:
+                worst_entry = max(
+                    worst_entry, resolved_error(thresholds, band_norm / np.sqrt(support.size))
+                )
+                worst_gradient = max(worst_gradient, resolved_error(thresholds, band_norm))
+        value, error, proj, atol_all, resolve_all = (
+            np.concatenate(c) for c in (values, errors, projected, atols, resolves)
         )
-        projected = v.reshape(k, -1) @ analytic.ravel()
-        gnorm = float(np.linalg.norm(analytic))
-        atol = self.atol
-        if atol is None:
-            # A directional derivative is of the size ||g|| for a Gaussian direction.
-            atol = self.rtol * max(gnorm, float(np.max(np.abs(est.value), initial=0.0)))
-        cmp: Comparison = compare(
-            projected, est.value, est.error, rtol=self.rtol, atol=atol, n_worst=self.n_worst
+        cmp = compare(
+            proj,
+            value,
+            error,
+            rtol=self.rtol,
+            atol=atol_all,
+            n_worst=self.n_worst,
+            resolve_atol=resolve_all,
         )
-        thresholds = cmp.atol + cmp.rtol * np.abs(est.value) + est.error
+        with np.errstate(invalid="ignore", over="ignore"):
+            thresholds = atol_all + cmp.rtol * np.abs(value) + error
+        gnorm = scaled_norm(flat_a)
         p_miss = miss_probability(thresholds, max(gnorm, 1e-300), REFERENCE_RELATIVE_ERROR)
-        return ArgumentResult(key, kind, "directional", method, cmp, est.evaluations, k, p_miss)
+        return ArgumentResult(
+            key,
+            kind,
+            "directional",
+            method,
+            cmp,
+            evaluations,
+            cmp.n_entries,
+            p_miss,
+            resolves_entry=worst_entry,
+            resolves_gradient=worst_gradient,
+        )
 
     def method_for(self, key: str, base: Array, outputs: Callable[[Array], Array]) -> str:
         """The requested method, or richardson when the complex step does not apply here."""
@@ -502,16 +811,32 @@ class _Checker:
         """The comparison for one argument in the requested mode.
 
         In ``auto`` mode: a directional screen, and if it does not pass, full mode to localize
-        the problem. In every mode, when ``escalate`` is on and a central or five-point estimate
-        cannot resolve the tolerance (an ill-conditioned layer) or disagrees with the analytic
-        gradient, the comparison is repeated with richardson (in full mode, for those entries
-        only) before anything is declared; the superseded comparison is kept in ``screen``.
+        the problem -- or, when full mode would cost more forward evaluations than the budget,
+        localization by bisection within the budget (a failed screen is a fail either way). In
+        every mode, when ``escalate`` is on and a central or five-point estimate cannot resolve
+        the tolerance (an ill-conditioned layer) or disagrees with the analytic gradient, the
+        comparison is repeated with richardson (in full mode, for those entries only) before
+        anything is declared; the superseded comparison is kept in ``screen``.
         """
         if self.mode != "auto":
             return self.escalated(key, analytic, self.mode, screen)
         first = self.escalated(key, analytic, "directional", screen)
         screen.append(first)
         if first.status == "pass":
+            return first
+        full_cost = 4 * analytic.size + 1
+        if full_cost > self.budget:
+            if first.status == "fail":
+                return self.localize(key, analytic, first)
+            self.findings.append(
+                Finding(
+                    "budget-exceeded",
+                    "info",
+                    f"{key}: the screen is inconclusive and full mode over {analytic.size} "
+                    f"entries would cost {full_cost} forward evaluations, over the budget of "
+                    f"{self.budget}; pass budget= (--budget) to estimate every entry",
+                )
+            )
             return first
         return self.escalated(key, analytic, "full", screen, method=first.method)
 
@@ -532,8 +857,165 @@ class _Checker:
             superseded.append(result)
             if mode == "full":
                 return self.refine_full(key, analytic, result)
-            result = self.estimate(key, analytic, mode, method="richardson")
+            result = self.estimate(
+                key, analytic, mode, method="richardson", directions=result.directions
+            )
         return result
+
+    def localize(self, key: str, analytic: Array, screen: ArgumentResult) -> ArgumentResult:
+        """Find wrong entries by bisection within the budget, after a failed screen.
+
+        Each test estimates one directional derivative along a Gaussian direction supported on
+        a block of entries and compares it with the analytic projection; a block that
+        disagrees is split in two and both halves are tested, worst first. ``k`` wrong entries
+        among ``n`` cost about ``2 k log2(n)`` tests of 5 evaluations each. The screen's
+        failure stands whatever the budget allows; the entries named are those isolated.
+        """
+        base, outputs, kind = self.argument(key)
+        purpose = _PURPOSE_LOCALIZE + (0 if key == "x" else 1 + self.param_keys.index(key))
+        rng = harness_rng(self.seed, purpose)
+        method = screen.method if screen.method in ("central", "five-point") else "central"
+        typical = typical_scale(base)
+        flat_a = analytic.ravel()
+        atol_scale = self.rtol * DIRECTIONAL_FLOOR
+        spent = 0
+        found: List[Entry] = []
+        smallest_bad = analytic.size
+        cost = 1 + points_per_direction(method)
+        heap: List[Tuple[float, int, Array]] = []
+        counter = 0
+
+        def test(block: Array) -> Tuple[float, Optional[Entry], int]:
+            """Badness of ``block`` (> 1: it disagrees) and, for one entry, its comparison."""
+            v_flat = np.zeros(flat_a.size)
+            v_flat[block] = rng.standard_normal(block.size) if block.size > 1 else 1.0
+            v = v_flat.reshape((1, *base.shape))
+            step = base_step(method, np.zeros(1), typical=typical) / np.max(np.abs(v_flat))
+            est = directional_derivatives(
+                outputs, base, self.dy, lambda idx: v, 1, step, method=method, chunk=self.chunk
+            )
+            proj = float(np.sum(flat_a[block] * v_flat[block]))
+            atol = self.atol if self.atol is not None else atol_scale * scaled_norm(flat_a[block])
+            cmp = compare(np.array([proj]), est.value, est.error, rtol=self.rtol, atol=atol)
+            w = cmp.worst[0]
+            badness = w.abs_error / max(w.tolerance + w.error_estimate, 1e-300)
+            if cmp.status != "fail":
+                badness = min(badness, 1.0)
+            entry = None
+            if block.size == 1 and cmp.status == "fail":
+                index = tuple(int(i) for i in np.unravel_index(int(block[0]), analytic.shape))
+                entry = Entry(index, proj, w.numeric, w.error_estimate, w.tolerance)
+            return badness, entry, est.evaluations
+
+        halves = [h for h in np.array_split(np.arange(flat_a.size), 2) if h.size]
+        bad_halves = 0
+        for block in halves:
+            badness, entry, used = test(block)
+            spent += used
+            if entry is not None:
+                found.append(entry)
+            elif badness > 1.0:
+                bad_halves += 1
+                smallest_bad = min(smallest_bad, block.size)
+                counter += 1
+                heapq.heappush(heap, (-badness, counter, block))
+        pending: List[Array] = []
+        sampled = 0
+        if bad_halves == len(halves) > 1:
+            # Wrong on both sides: the error is spread out, and a random sample of single
+            # entries names more of it per evaluation than bisection, which isolates one
+            # entry per ~2 log2(n) tests.
+            # Each sampled entry costs its stencil, and at most 2 points of probing for
+            # changes lost to rounding (entries far below the textbook step's scale).
+            sampled = max(0, (self.budget - spent - 1) // (points_per_direction(method) + 2))
+            sampled = min(sampled, flat_a.size)
+            if sampled:
+                idx = np.sort(rng.choice(flat_a.size, size=sampled, replace=False))
+                est = partial_derivatives(
+                    outputs, base, self.dy, method=method, indices=idx, chunk=self.chunk
+                )
+                spent += est.evaluations
+                part = compare(
+                    flat_a[idx],
+                    est.value,
+                    est.error,
+                    rtol=self.rtol,
+                    atol=self.atol,
+                    n_worst=max(self.n_worst, sampled),
+                )
+                for w in part.worst:
+                    if w.abs_error > w.tolerance + w.error_estimate:
+                        index = np.unravel_index(int(idx[w.index[0]]), analytic.shape)
+                        found.append(
+                            Entry(
+                                tuple(int(i) for i in index),
+                                w.analytic,
+                                w.numeric,
+                                w.error_estimate,
+                                w.tolerance,
+                            )
+                        )
+            heap = []
+        while pending or heap:
+            while pending and spent + cost <= self.budget:
+                block = pending.pop()
+                badness, entry, used = test(block)
+                spent += used
+                if entry is not None:
+                    found.append(entry)
+                elif badness > 1.0:
+                    smallest_bad = min(smallest_bad, block.size)
+                    counter += 1
+                    heapq.heappush(heap, (-badness, counter, block))
+            if not heap or spent + cost > self.budget:
+                break
+            _, _, block = heapq.heappop(heap)
+            pending.extend(h for h in np.array_split(block, 2) if h.size)
+        found.sort(key=lambda e: -e.abs_error / max(e.tolerance + e.error_estimate, 1e-300))
+        c = screen.comparison
+        cmp = Comparison(
+            status="fail",
+            max_abs_error=max((e.abs_error for e in found), default=c.max_abs_error),
+            rel_error=c.rel_error,
+            rtol=c.rtol,
+            atol=c.atol,
+            n_entries=analytic.size,
+            n_failed=len(found),
+            n_inconclusive=0,
+            max_error_estimate=max((e.error_estimate for e in found), default=0.0),
+            worst=found[: self.n_worst],
+        )
+        plural = "y" if len(found) == 1 else "ies"
+        if sampled:
+            named = (
+                f"showed the error on both halves of the entries, so a random sample of "
+                f"{sampled} entries was estimated: {len(found)} of them are wrong"
+            )
+        elif found:
+            named = f"isolated {len(found)} wrong entr{plural}"
+        else:
+            named = f"the smallest block shown wrong has {smallest_bad} entries"
+        self.findings.append(
+            Finding(
+                "localized-by-bisection",
+                "info",
+                f"{key}: full mode over {analytic.size} entries would cost "
+                f"{4 * analytic.size + 1} forward evaluations, over the budget of {self.budget}; "
+                f"the screen's failure stands; bisection over blocks of entries with "
+                f"directional estimates {named}, in {spent} evaluations (other wrong entries "
+                "may exist; pass budget= (--budget) for more)",
+            )
+        )
+        return ArgumentResult(
+            key,
+            kind,
+            "localized",
+            f"{method} ({'sample' if sampled else 'bisection'})",
+            cmp,
+            spent,
+            resolves_entry=screen.resolves_entry,
+            resolves_gradient=screen.resolves_gradient,
+        )
 
     def run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
         # Every forward and backward of the check, not only the estimation: with another
@@ -576,6 +1058,16 @@ class _Checker:
         return results, screen
 
 
+def default_budget(size: int) -> int:
+    """Forward evaluations auto mode may spend beyond its first screen, for ``size`` entries.
+
+    ``BUDGET_ENTRIES / size`` (at least ``MIN_BUDGET``): the same amount of forward work for
+    every input size, so a 5000x200 input is screened and localized in seconds, not hours,
+    while full mode over every entry stays within budget for inputs up to about 8,000 entries.
+    """
+    return max(MIN_BUDGET, BUDGET_ENTRIES // max(1, size))
+
+
 def default_chunk(size: int) -> int:
     """Perturbed points per stacked forward call for an input of ``size`` entries.
 
@@ -611,9 +1103,28 @@ def _reason(
     for a in results:
         c = a.comparison
         if a.status == "fail":
+            confirmed = f", confirmed by {a.method.split('+')[-1]}" if "+" in a.method else ""
+            if a.mode == "directional":
+                w = c.worst[0]
+                return (
+                    f"{a.name}: {c.n_failed}/{c.n_entries} random directions beyond tolerance"
+                    f"{confirmed}; worst along direction {w.index[0]}: analytic projection "
+                    f"{w.analytic:.6e}, numeric {w.numeric:.6e} "
+                    f"(estimate error {w.error_estimate:.1e})"
+                )
+            if not c.worst:
+                return (
+                    f"{a.name}: the directional screen failed; no single wrong entry was "
+                    "isolated within the budget"
+                )
             w = c.worst[0]
+            counted = (
+                f"{c.n_failed} wrong entries named by {a.method} within the budget"
+                if a.mode == "localized"
+                else f"{c.n_failed}/{c.n_entries} entries beyond tolerance{confirmed}"
+            )
             return (
-                f"{a.name}: {c.n_failed}/{c.n_entries} entries beyond tolerance; "
+                f"{a.name}: {counted}; "
                 f"worst at {a.name}[{', '.join(str(i) for i in w.index)}]: "
                 f"analytic {w.analytic:.6e}, numeric {w.numeric:.6e} "
                 f"(estimate error {w.error_estimate:.1e})"
@@ -627,9 +1138,10 @@ def _reason(
                     f"; covariance condition number {spectrum['condition_number']:.2e}, "
                     f"smallest eigenvalue gap {spectrum['min_gap']:.2e}"
                 )
+            unit = "random directions" if a.mode == "directional" else "entries"
             return (
                 f"{a.name}: the numerical estimate cannot resolve the tolerance on "
-                f"{c.n_inconclusive}/{c.n_entries} entries (its error estimate reaches "
+                f"{c.n_inconclusive}/{c.n_entries} {unit} (its error estimate reaches "
                 f"{c.max_error_estimate:.2e}){extra}"
             )
     return None
@@ -646,12 +1158,13 @@ def check_layer(
     atol: Optional[float] = None,
     mode: str = "auto",
     method: str = "central",
-    directions: int = 3,
+    directions: Optional[int] = None,
     check_params: bool = True,
     allow_float32: bool = False,
     chunk: Optional[int] = None,
     n_worst: int = 5,
     escalate: bool = True,
+    budget: Optional[int] = None,
 ) -> CheckResult:
     """Check ``layer.backward`` against a numerical gradient at input ``x``.
 
@@ -673,14 +1186,25 @@ def check_layer(
     rtol, atol
         Tolerances; defaults derived in :mod:`gradcheck.compare` (``rtol = sqrt(eps)``).
     mode
-        ``"full"`` (every entry), ``"directional"`` (``directions`` Gaussian directions) or
-        ``"auto"``: directional screen, then full mode for any argument that does not pass,
-        so that a failure always names its entries.
+        ``"full"`` (every entry), ``"directional"`` (Gaussian directions) or ``"auto"``:
+        directional screen, then full mode for any argument that does not pass, so that a
+        failure always names its entries (by bisection within ``budget`` when full mode
+        would cost more).
     method
         ``"central"``, ``"five-point"``, ``"richardson"`` or ``"complex-step"``.
+    directions
+        Gaussian directions per argument. Default: batches of 8, 8, 16, 32 until the screen
+        resolves a single entry wrong by a relative 1e-6 (miss probability at most 1e-6), the
+        budget is spent, or 64 are used; every result states what it resolves
+        (``resolves_entry``, ``resolves_gradient``).
     escalate
         When a central or five-point estimate cannot resolve the tolerance, repeat that
         comparison with richardson before declaring it inconclusive (default on).
+    budget
+        Forward evaluations that auto mode may spend beyond its first batch of directions
+        (extra directions, full-mode localization). Default ``max(256, 2^28 / x.size)``. When
+        full mode would cost more, a failed screen stays a fail and bisection names wrong
+        entries within the budget.
 
     Returns a :class:`CheckResult`; its ``status`` is ``"pass"``, ``"inconclusive"``, ``"fail"``
     or ``"error"``. Invalid options (unknown mode or method) raise ``ValueError``.
@@ -691,7 +1215,9 @@ def check_layer(
         raise ValueError(
             f"check_layer: unknown method {method!r}; expected one of {', '.join(METHODS)}"
         )
-    if directions < 1:
+    if budget is not None and budget < 0:
+        raise ValueError(f"check_layer: budget must be at least 0, got {budget}")
+    if directions is not None and directions < 1:
         raise ValueError(f"check_layer: directions must be at least 1, got {directions}")
     start = time.perf_counter()
     name = layer_name(layer)
@@ -752,6 +1278,7 @@ def check_layer(
         n_worst=n_worst,
         dtype=arr.dtype,
         escalate=escalate,
+        budget=budget,
     )
     state = LayerState.capture(layer)
     try:

@@ -4,25 +4,37 @@ Per entry ``i``, with analytic ``a``, numeric ``n`` and the estimate's error ``e
 
     d_i   = |a_i - n_i|                       (the discrepancy)
     tol_i = atol + rtol * |n_i|               (the stated tolerance)
+    res_i = resolve_atol + rtol * |n_i|       (what the estimate must resolve; >= tol_i)
 
     fail          d_i > tol_i + e_i           the two disagree by more than the tolerance plus
                                               everything the estimate could be wrong by
-    inconclusive  otherwise, if e_i > tol_i   the estimate cannot resolve the tolerance: a wrong
-                                              gradient could hide inside its error
-    pass          otherwise
+    inconclusive  otherwise, if e_i > res_i   the estimate cannot resolve the tolerance: a wrong
+                  or anything is not finite   gradient could hide inside its error
+    pass          otherwise, with a_i, n_i, e_i and tol_i all finite
+
+A non-finite value is never a pass: a NaN makes both comparisons above false, which would
+otherwise read as agreement. An entry whose analytic value is finite but whose estimate is not
+(no finite stencil exists there) is inconclusive; a non-finite analytic value is a failure.
 
 Default tolerances are derived from the float type rather than picked. A correct backward agrees
 with a central difference to about ``eps^(2/3)`` relative (the estimator's optimal accuracy) times a
 conditioning factor of the layer; ``rtol = sqrt(eps)`` (1.5e-8 in float64) leaves a factor
 ``eps^(-1/6)`` (about 400) for that conditioning while still resolving relative errors of 1e-6.
-``atol = rtol * max(max|n|, max|a|)`` puts the absolute floor on the scale of the gradient itself,
-so entries that are zero in truth are judged against the size of the others, not against 1.
+``atol = rtol * G``, where ``G`` is the *typical* size of a gradient entry (the median of the
+nonzero ``max(|a_i|, |n_i|)``), puts the absolute floor on the scale of the gradient itself, so
+that entries that are zero in truth are judged against the size of the others, not against 1 --
+and, being a median, one large column of the gradient does not widen the floor of the rest.
+What the estimate itself can resolve at an entry is its error ``e_i`` (which includes the
+round-off floor of that entry's own outputs); ``tol_i`` is not widened by it. The estimate must
+resolve ``res_i``, whose floor ``resolve_atol`` defaults to ``rtol`` times the *largest* entry:
+an entry that is zero in truth next to large ones is resolved when its estimate is good to that
+floor, while a failure is still judged against the tight ``tol_i``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -39,20 +51,53 @@ def default_rtol(dtype: np.dtype = FLOAT64) -> float:
     return float(np.sqrt(np.finfo(dtype).eps))
 
 
+def typical_gradient(analytic: Array, numeric: Array) -> float:
+    """The median of the nonzero, finite ``max(|a_i|, |n_i|)``; 0 when there is none."""
+    with np.errstate(invalid="ignore"):
+        mag = np.maximum(np.abs(np.ravel(analytic)), np.abs(np.ravel(numeric)))
+    mag = mag[np.isfinite(mag) & (mag > 0)]
+    return float(np.median(mag)) if mag.size else 0.0
+
+
 def default_atol(analytic: Array, numeric: Array, rtol: float) -> float:
-    """``rtol`` times the largest gradient entry (analytic or numeric); 0 for an all-zero pair."""
-    scale = max(
-        float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0))
-    )
-    return rtol * scale
+    """``rtol`` times the typical gradient entry (:func:`typical_gradient`); 0 for all zeros."""
+    return rtol * typical_gradient(analytic, numeric)
+
+
+def default_resolve_atol(analytic: Array, numeric: Array, rtol: float) -> float:
+    """``rtol`` times the largest finite gradient entry: the floor an estimate must resolve."""
+    with np.errstate(invalid="ignore"):
+        mag = np.maximum(np.abs(np.ravel(analytic)), np.abs(np.ravel(numeric)))
+    mag = mag[np.isfinite(mag)]
+    return rtol * float(np.max(mag, initial=0.0))
+
+
+def scaled_norm(a: Array) -> float:
+    """The 2-norm of ``a`` computed without overflow (inf only if an entry is inf, NaN if NaN)."""
+    flat = np.ravel(np.asarray(a, dtype=np.float64))
+    if flat.size == 0:
+        return 0.0
+    top = float(np.max(np.abs(flat)))
+    if not np.isfinite(top) or top == 0.0:
+        return top
+    return top * float(np.sqrt(np.sum(np.square(flat / top))))
 
 
 def relative_error(analytic: Array, numeric: Array) -> float:
-    """``||a - n|| / max(||a||, ||n||, tiny)`` in the 2-norm: one number for a whole check."""
-    diff = float(np.linalg.norm(np.ravel(analytic) - np.ravel(numeric)))
-    denom = max(
-        float(np.linalg.norm(np.ravel(analytic))), float(np.linalg.norm(np.ravel(numeric))), TINY
-    )
+    """``||a - n|| / max(||a||, ||n||, tiny)`` in the 2-norm: one number for a whole check.
+
+    Computed scaled, so that no finite pair overflows; NaN where either holds a NaN.
+    """
+    a = np.ravel(np.asarray(analytic, dtype=np.float64))
+    n = np.ravel(np.asarray(numeric, dtype=np.float64))
+    top = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(n), initial=0.0)))
+    if not np.isfinite(top):
+        return float("nan")
+    if top == 0.0:
+        return 0.0
+    a, n = a / top, n / top
+    diff = scaled_norm(a - n)
+    denom = max(scaled_norm(a), scaled_norm(n), TINY)
     return diff / denom
 
 
@@ -85,6 +130,7 @@ class Comparison:
     n_inconclusive: int
     max_error_estimate: float
     worst: List[Entry]  # entries ranked by discrepancy over what is allowed, worst first
+    resolve_atol: float = 0.0  # the floor of what the estimate had to resolve (>= atol)
 
     @property
     def worst_index(self) -> Optional[Tuple[int, ...]]:
@@ -97,10 +143,18 @@ def compare(
     error_estimate: Array,
     *,
     rtol: Optional[float] = None,
-    atol: Optional[float] = None,
+    atol: Union[float, Array, None] = None,
     n_worst: int = 5,
+    resolve_atol: Union[float, Array, None] = None,
 ) -> Comparison:
-    """Judge ``analytic`` against ``numeric`` (same shape), entry by entry, as the module says."""
+    """Judge ``analytic`` against ``numeric`` (same shape), entry by entry, as the module says.
+
+    ``resolve_atol`` (default: ``rtol`` times the largest entry, at least ``atol``) is the floor
+    of the tolerance the estimate must resolve for a pass: an estimate error above
+    ``resolve_atol + rtol |n_i|`` leaves an entry inconclusive. A failure is judged against
+    the tighter ``atol``, so that one large entry widens neither the fail test of the others
+    nor, through an error estimate it cannot meet, turns a resolvable check inconclusive.
+    """
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
     e = np.asarray(error_estimate, dtype=np.float64)
@@ -109,19 +163,38 @@ def compare(
             f"compare: shapes differ: analytic {a.shape}, numeric {n.shape}, error {e.shape}"
         )
     rtol = default_rtol() if rtol is None else float(rtol)
-    atol = default_atol(a, n, rtol) if atol is None else float(atol)
-    d = np.abs(a - n)
-    tol = atol + rtol * np.abs(n)
-    failed = d > tol + e
-    unresolved = ~failed & (e > tol)
-    if failed.any():
-        status = "fail"
-    elif unresolved.any():
-        status = "inconclusive"
-    else:
-        status = "pass"
-    # Rank by how far each entry is beyond what it may differ by; ties broken by raw size.
-    badness = d / np.maximum(tol + e, TINY)
+    if atol is None:
+        atol = default_atol(a, n, rtol)
+        if resolve_atol is None:
+            resolve_atol = default_resolve_atol(a, n, rtol)
+    # Either may be an array (one floor per entry, broadcast against ``a``); the
+    # Comparison records the smallest.
+    atol_arr = np.asarray(atol, dtype=np.float64)
+    resolve_arr = (
+        atol_arr
+        if resolve_atol is None
+        else np.maximum(atol_arr, np.asarray(resolve_atol, dtype=np.float64))
+    )
+    atol, resolve_atol = atol_arr, resolve_arr
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.abs(a - n)
+        tol = atol + rtol * np.abs(n)
+        tol_resolve = resolve_atol + rtol * np.abs(n)
+        # A non-finite analytic value is wrong whatever the estimate; a non-finite estimate,
+        # error or tolerance leaves the entry unresolved. NaN comparisons are False, so both
+        # are spelled out rather than left to fall through to "pass".
+        finite = np.isfinite(a) & np.isfinite(n) & np.isfinite(e) & np.isfinite(tol)
+        failed = (d > tol + e) | ~np.isfinite(a)
+        unresolved = ~failed & ((e > tol_resolve) | ~finite)
+        if failed.any():
+            status = "fail"
+        elif unresolved.any():
+            status = "inconclusive"
+        else:
+            status = "pass"
+        # Rank by how far each entry is beyond what it may differ by; ties broken by raw size.
+        badness = d / np.maximum(tol + e, TINY)
+        badness = np.where(np.isnan(badness), np.inf if a.size else 0.0, badness)
     order = np.argsort(-badness, axis=None, kind="stable")[:n_worst] if a.size else []
     worst = [
         Entry(
@@ -135,13 +208,14 @@ def compare(
     ]
     return Comparison(
         status=status,
-        max_abs_error=float(d.max(initial=0.0)),
+        max_abs_error=float(np.max(np.where(np.isnan(d), np.inf, d), initial=0.0)),
         rel_error=relative_error(a, n),
         rtol=rtol,
-        atol=atol,
+        atol=float(np.min(atol_arr, initial=np.inf)) if atol_arr.size else 0.0,
         n_entries=int(a.size),
         n_failed=int(failed.sum()),
         n_inconclusive=int(unresolved.sum()),
-        max_error_estimate=float(e.max(initial=0.0)),
+        max_error_estimate=float(np.max(np.where(np.isnan(e), np.inf, e), initial=0.0)),
         worst=worst,
+        resolve_atol=float(np.min(resolve_arr, initial=np.inf)) if resolve_arr.size else 0.0,
     )

@@ -40,6 +40,7 @@ Every error estimate adds a round-off floor ``eps * sum_k |c_k| <|F(x + s_k h v)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -67,6 +68,15 @@ _STENCILS: Dict[str, Tuple[float, Tuple[float, ...]]] = {
 }
 
 
+def points_per_direction(method: str) -> int:
+    """Forward evaluations one direction costs with ``method`` (its stencil's points)."""
+    if method == "complex-step":
+        return 1
+    if method == "richardson":
+        return 2 * len(_STENCILS["richardson-coarse"][1]) + 2 * 2 * len(_STENCILS["five-point"][1])
+    return 2 * len(_STENCILS[method][1])
+
+
 def harness_rng(seed: int, purpose: int = 0) -> np.random.Generator:
     """The harness's own random stream for ``seed``, independent of ``default_rng(seed)``.
 
@@ -77,29 +87,71 @@ def harness_rng(seed: int, purpose: int = 0) -> np.random.Generator:
     )
 
 
+# What a direction's estimate was made from when its stencil reached a point where the forward
+# is not finite (or raised): the codes of ``Estimate.recovery``.
+RECOVERY_NONE, RECOVERY_SMALLER, RECOVERY_FORWARD, RECOVERY_BACKWARD, RECOVERY_FAILED = range(5)
+RECOVERY_TEXT = {
+    RECOVERY_SMALLER: "a smaller step",
+    RECOVERY_FORWARD: "a one-sided stencil (x + h only)",
+    RECOVERY_BACKWARD: "a one-sided stencil (x - h only)",
+    RECOVERY_FAILED: "no stencil (the forward is not finite on either side at any step tried)",
+}
+# Steps tried, as fractions of the base step, before a direction falls back to one-sided stencils.
+# Every level is tried for the affected directions (few, in practice: the entries next to a pole
+# or a domain edge), and the finite one with the smallest error estimate is kept: the first
+# finite level is often still far too coarse for the function's scale near the edge.
+_SHRINK = tuple(16.0**-k for k in range(1, 9))
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """A numerical derivative and its estimated absolute error, entry by entry."""
+    """A numerical derivative and its estimated absolute error, entry by entry.
+
+    ``recovery`` (per direction or entry, ``RECOVERY_*``) is set when some stencil point gave a
+    non-finite output: ``nonfinite_side`` then says where, at the base step (+1: ``x + h``, -1:
+    ``x - h``, 2: both sides), and the value comes from the recovery named by the code; an entry
+    with ``RECOVERY_FAILED`` has value NaN and error inf. Both are ``None`` when nothing was
+    non-finite.
+    """
 
     value: Array
     error: Array
     method: str
     step: Array  # the smallest step used per direction
     evaluations: int  # points at which F was evaluated, in all
+    recovery: Optional[Array] = None
+    nonfinite_side: Optional[Array] = None
 
 
 FLOAT64 = np.dtype(np.float64)
 
 
-def base_step(method: str, scale: Array, dtype: np.dtype = FLOAT64) -> Array:
-    """Step sizes ``eps^p * max(1, scale)`` for ``method`` (``p`` from its error order)."""
+def typical_scale(x: Array) -> float:
+    """The scale that a zero entry of ``x`` is perturbed on: the median nonzero ``|x_i|``.
+
+    A median, so that one huge entry does not set the step of all the others; over the nonzero
+    entries, so that a sparse input (one-hot rows, ReLU outputs) is not given steps of 0. 1.0
+    for an all-zero (or empty) ``x``.
+    """
+    mag = np.abs(np.ravel(np.asarray(x, dtype=np.float64)))
+    mag = mag[np.isfinite(mag) & (mag > 0)]
+    return float(np.median(mag)) if mag.size else 1.0
+
+
+def base_step(method: str, scale: Array, dtype: np.dtype = FLOAT64, typical: float = 1.0) -> Array:
+    """Step sizes ``eps^p * max(|scale|, typical)`` for ``method`` (``p`` from its error order).
+
+    ``typical`` is the scale of the input as a whole (:func:`typical_scale`); with the default 1.0
+    this is the textbook rule ``eps^p * max(1, |x_i|)``, which for inputs far below 1 (say 1e-8)
+    steps hundreds of times past the input's own scale.
+    """
     if method == "complex-step":
         return np.full(np.shape(scale), COMPLEX_STEP)
     if method not in METHODS and method not in _STENCILS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     exponent, _ = _STENCILS["richardson-coarse" if method == "richardson" else method]
     eps = np.finfo(dtype).eps
-    return eps**exponent * np.maximum(1.0, np.abs(scale))
+    return eps**exponent * np.maximum(float(typical), np.abs(scale))
 
 
 def _contract(values: Array, w: Array) -> Array:
@@ -108,9 +160,36 @@ def _contract(values: Array, w: Array) -> Array:
     A row-wise sum rather than a matrix-vector product: BLAS blocks a product differently for
     different ``B``, so the same point would round differently in chunks of different sizes,
     while a row's sum depends on that row alone (and is pairwise, so more accurate too).
+    Products are scaled so that finite values cannot overflow on the way (gradients of
+    ``exp`` near 700 are about 1e304).
     """
     b = values.shape[0]
-    return np.sum(values.reshape(b, -1) * np.reshape(w, -1), axis=1)
+    v = values.reshape(b, -1)
+    flat_w = np.reshape(w, -1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.sum(v * flat_w, axis=1)
+        if np.all(np.isfinite(out)) or v.size == 0:
+            return out
+        # Some row overflowed (or holds a non-finite value): redo those rows scaled.
+        bad = ~np.isfinite(out)
+        rows = v[bad]
+        scale_v = np.max(np.abs(rows), axis=1, initial=0.0)
+        scale_w = float(np.max(np.abs(flat_w), initial=0.0))
+        safe_v = np.where(np.isfinite(scale_v) & (scale_v > 0), scale_v, 1.0)
+        safe_w = scale_w if np.isfinite(scale_w) and scale_w > 0 else 1.0
+        scaled = np.sum((rows / safe_v[:, None]) * (flat_w / safe_w), axis=1)
+        out[bad] = scaled * safe_v * safe_w
+    return out
+
+
+def _changed(y_a: Array, y_b: Array) -> Array:
+    """1.0 where two stacks of outputs differ, 0.0 where they are bitwise equal.
+
+    An output that a perturbation leaves exactly unchanged contributes no rounding error to a
+    difference, so the round-off floor counts only the outputs that moved: the floor of an entry
+    of a row-wise layer then depends on that row alone, not on the largest output anywhere.
+    """
+    return (y_a != y_b).astype(np.float64)
 
 
 def _tableau_weights(n_levels: int) -> Array:
@@ -193,11 +272,225 @@ def _pooled_noise(spread: Array, h: Array) -> Array:
     single draw of that noise and can be small by chance, so the noise level is pooled: ``sigma``
     is taken as the 90th percentile of ``spread * h`` over the directions, doubled for safety.
     Where truncation rather than noise dominates, this only makes the estimate conservative.
+    Directions without a finite spread (no finite stencil) are left out of the pool: one of them
+    would otherwise make every other direction's error NaN.
     """
     if spread.size == 0:
         return spread
-    sigma = 2.0 * float(np.quantile(spread * h, 0.9))
+    scaled = spread * h
+    finite = scaled[np.isfinite(scaled)]
+    if finite.size == 0:
+        return np.zeros_like(spread)
+    sigma = 2.0 * float(np.quantile(finite, 0.9))
     return sigma / h
+
+
+@dataclass
+class _Raw:
+    """Per-direction pieces of one stencil evaluation, before noise is pooled."""
+
+    value: Array
+    error: Array  # truncation + round-off floor
+    spread: Array
+    kink: Array
+    kink_floor: Array
+    finest: Array
+    unconverged: Array
+    largest_delta: Array
+    finite: Array  # every stencil point finite
+    side: Array  # +1 / -1 / 2: where non-finite points were, 0 if none
+    h_small: Array  # the smallest step of the stencil, per direction
+    swallowed: Array  # some output moved at the probe step but at no stencil point
+
+
+_RAW_FIELDS = (
+    "value",
+    "error",
+    "spread",
+    "kink",
+    "kink_floor",
+    "finest",
+    "unconverged",
+    "largest_delta",
+    "finite",
+    "h_small",
+)
+
+
+# A step this many times below the textbook one is probed for changes lost to rounding.
+_PROBE_RATIO = 64.0
+
+
+def _merge(n: int, *parts: Tuple[Array, _Raw]) -> _Raw:
+    """One ``_Raw`` over ``n`` directions from parts evaluated on disjoint index sets."""
+    first = parts[0][1]
+    merged = _Raw(
+        *(
+            np.zeros(n, dtype=np.asarray(getattr(first, f.name)).dtype)
+            for f in dataclasses.fields(_Raw)
+        )
+    )
+    for idx, part in parts:
+        for f in dataclasses.fields(_Raw):
+            getattr(merged, f.name)[idx] = getattr(part, f.name)
+    return merged
+
+
+def _evaluate(
+    outputs: Outputs,
+    x: Array,
+    w: Array,
+    directions: Callable[[Array], Array],
+    idx_all: Array,
+    step: Array,
+    method: str,
+    y0: Array,
+    chunk: int,
+    probe: Optional[Array] = None,
+) -> _Raw:
+    """The two-sided stencil of ``method`` along the directions ``idx_all`` at steps ``step``.
+
+    With ``probe`` (a larger step per direction), ``x +- probe v`` are evaluated too: an output
+    that moves there but at no stencil point depends on the direction, and its change was
+    swallowed by rounding at this step; its rounding is then counted in the floor (it would
+    otherwise be missing from the estimate without a trace) and ``swallowed`` marks the
+    direction.
+    """
+    eps = np.finfo(np.float64).eps
+    n = len(idx_all)
+    _, offsets = _STENCILS[method]
+    n_off = len(offsets)
+    # Stencil points in the order +s1, -s1, +s2, -s2, ... for every direction of a group.
+    signed = np.repeat(np.asarray(offsets, dtype=np.float64), 2) * np.tile([1.0, -1.0], n_off)
+    raw = _Raw(
+        *(np.zeros(n) for _ in range(6)),
+        np.zeros(n, dtype=bool),
+        np.zeros(n),
+        np.ones(n, dtype=bool),
+        np.zeros(n),
+        np.asarray(step) * float(min(offsets)),
+        np.zeros(n, dtype=bool),
+    )
+    if probe is not None:
+        probe = np.asarray(probe, dtype=np.float64)
+    kink_offsets = sorted(offsets)[:3]
+    kink_weights = _kink_weights(kink_offsets)
+    y0_mag = None
+    n_pts = 2 * n_off + (2 if probe is not None else 0)
+    group = max(1, chunk // n_pts)
+    for lo in range(0, n, group):
+        pos = np.arange(lo, min(lo + group, n))
+        v = directions(idx_all[pos])
+        h = step[pos]
+        if probe is not None:
+            moves = np.concatenate(
+                [signed[:, None] * h[None, :], np.array([1.0, -1.0])[:, None] * probe[pos][None]]
+            )
+        else:
+            moves = signed[:, None] * h[None, :]
+        moves = moves.reshape((n_pts, len(pos)) + (1,) * x.ndim)
+        points = (x[None, None] + moves * v[None]).reshape((-1, *x.shape))
+        y = np.asarray(outputs(points))
+        y = y.reshape((n_pts, len(pos), *y.shape[1:]))
+        swallowed_mag = None
+        if probe is not None:
+            y_probe, y = y[2 * n_off :], y[: 2 * n_off]
+            moved_here = np.any(y != y0, axis=0)
+            lost = (
+                np.any(y_probe != y0, axis=0) & ~moved_here & np.all(np.isfinite(y_probe), axis=0)
+            )
+            raw.swallowed[pos] = np.any(lost.reshape(len(pos), -1), axis=1)
+            swallowed_mag = _contract(2.0 * np.abs(y0) * lost, np.abs(w))
+        axes = tuple(range(2, y.ndim))
+        finite_pt = np.all(np.isfinite(y), axis=axes)  # (2 n_off, len(pos))
+        plus_ok = np.all(finite_pt[0::2], axis=0)
+        minus_ok = np.all(finite_pt[1::2], axis=0)
+        raw.finite[pos] = plus_ok & minus_ok
+        raw.side[pos] = np.where(plus_ok, 0.0, 1.0) + np.where(minus_ok, 0.0, -1.0)
+        raw.side[pos] = np.where(~plus_ok & ~minus_ok, 2.0, raw.side[pos])
+        # An output counts as moved by a direction when any stencil point changed it: only
+        # such outputs can carry rounding error into a difference.
+        moved = np.any(y != y0, axis=0).astype(np.float64)  # (len(pos), *y)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d: List[Array] = []
+            floors: List[Array] = []
+            asymmetry: Dict[float, Array] = {}
+            asymmetry_floor: Dict[float, Array] = {}
+            if y0_mag is None:
+                y0_mag = np.abs(y0)
+            for k, s in enumerate(offsets):
+                y_plus, y_minus = y[2 * k], y[2 * k + 1]
+                d.append(_contract(y_plus - y_minus, w) / (2.0 * s * h))
+                mag = _contract((np.abs(y_plus) + np.abs(y_minus)) * moved, np.abs(w))
+                if swallowed_mag is not None:
+                    mag = mag + swallowed_mag
+                floors.append(eps * mag / (2.0 * s * h))
+                if s in kink_offsets:
+                    # Forward minus backward one-sided slope, output by output and in absolute
+                    # value (so that kinks in several outputs cannot cancel through the signs of
+                    # w): s*h*|y''| where the outputs are smooth, the slope jump at a kink.
+                    second = np.abs(y_plus - 2.0 * y0 + y_minus)
+                    asymmetry[s] = _contract(second, np.abs(w)) / (s * h)
+                    asymmetry_floor[s] = (
+                        eps * (mag + 2.0 * _contract(y0_mag * moved, np.abs(w))) / (s * h)
+                    )
+            val, trunc, raw.spread[pos], weights = _combine(method, d)
+            roundoff = sum(abs(c) * f for c, f in zip(weights, floors))
+            raw.kink[pos] = np.abs(
+                sum(c * asymmetry[s] for c, s in zip(kink_weights, kink_offsets))
+            )
+            raw.kink_floor[pos] = sum(
+                abs(c) * asymmetry_floor[s] for c, s in zip(kink_weights, kink_offsets)
+            )
+            raw.value[pos] = val
+            raw.error[pos] = trunc + roundoff
+            raw.finest[pos] = np.abs(d[int(np.argmin(offsets))])
+            if n_off >= 3:
+                ordered = [dk for _, dk in sorted(zip(offsets, d), key=lambda pair: pair[0])]
+                raw.unconverged[pos], raw.largest_delta[pos] = _unconverged(ordered)
+    return raw
+
+
+def _one_sided(
+    outputs: Outputs,
+    x: Array,
+    w: Array,
+    directions: Callable[[Array], Array],
+    idx_all: Array,
+    step: Array,
+    sign: float,
+    y0: Array,
+) -> Tuple[Array, Array, Array]:
+    """Second-order one-sided differences ``(4 d(h) - d(2h)) / 2h`` on the side ``sign``.
+
+    ``d(t) = L(x + sign t v) - L(x)``; the error is estimated from the same formula at twice the
+    step (``|F(h) - F(2h)| / 3``, the leading ``h^2`` term) plus the round-off floor. Returns
+    (value, error, finite) per direction; used only where a two-sided stencil reaches a point
+    where the forward is not finite.
+    """
+    eps = np.finfo(np.float64).eps
+    n = len(idx_all)
+    value, error, finite = np.zeros(n), np.full(n, np.inf), np.zeros(n, dtype=bool)
+    for pos in range(n):
+        v = directions(idx_all[pos : pos + 1])[0]
+        h = sign * float(step[pos])
+        points = np.stack([x + k * h * v for k in (1.0, 2.0, 4.0)])
+        y = np.asarray(outputs(points))
+        if not np.all(np.isfinite(y)):
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            dk = [_contract((y[k] - y0)[None], w)[0] for k in range(3)]
+            mags = [
+                _contract(((np.abs(y[k]) + np.abs(y0)) * _changed(y[k], y0))[None], np.abs(w))[0]
+                for k in range(3)
+            ]
+            f1 = (4.0 * dk[0] - dk[1]) / (2.0 * h)
+            f2 = (4.0 * dk[1] - dk[2]) / (4.0 * h)
+            floor = eps * (4.0 * mags[0] + mags[1]) / (2.0 * abs(h))
+        value[pos] = f1
+        error[pos] = abs(f1 - f2) / 3.0 + floor
+        finite[pos] = bool(np.isfinite(f1) and np.isfinite(error[pos]))
+    return value, error, finite
 
 
 def directional_derivatives(
@@ -210,6 +503,7 @@ def directional_derivatives(
     *,
     method: str = "central",
     chunk: int = 1024,
+    fallback_step: Optional[Array] = None,
 ) -> Estimate:
     """Estimate ``d/dt L(x + t v_j)`` at ``t = 0`` for ``j = 0 .. n_directions-1``.
 
@@ -218,84 +512,161 @@ def directional_derivatives(
     ``(n_directions,)``: the base step ``h_j`` of each direction. ``outputs`` is evaluated on
     stacks of at most ``chunk`` points (all stencil points of a group of directions at once,
     so that a layer's per-call overhead is paid once per group, not once per point).
+
+    A direction whose stencil reaches a non-finite output (a pole, the edge of the domain, a
+    point where the layer raised) is re-estimated at smaller steps, then with one-sided stencils
+    on the side that stays finite; with neither it gets value NaN and error inf (see
+    ``Estimate.recovery``). Non-finite values never enter the pooled statistics.
+
+    A direction along which no output moved at all (bitwise) is either one the outputs do not
+    depend on, or one whose step is too small to register against the outputs' own size (a
+    1e-120 entry beside entries of 1 that a statistic mixes it with). Where ``fallback_step``
+    is larger, such directions are estimated again at that step: an output that moves there
+    depended on the direction after all; one that still does not is independent of it (an
+    exact 0 with no error).
     """
     if method not in METHODS and method not in _STENCILS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method == "richardson":
-        return _richardson(outputs, x, w, directions, n_directions, step, chunk)
+        return _richardson(outputs, x, w, directions, n_directions, step, chunk, fallback_step)
     if method == "complex-step":
         return _complex_step(outputs, x, w, directions, n_directions, step, chunk)
 
-    eps = np.finfo(np.float64).eps
-    value = np.empty(n_directions)
-    error = np.empty(n_directions)
     _, offsets = _STENCILS[method]
     n_off = len(offsets)
-    # Stencil points in the order +s1, -s1, +s2, -s2, ... for every direction of a group.
-    signed = np.repeat(np.asarray(offsets, dtype=np.float64), 2) * np.tile([1.0, -1.0], n_off)
-    spread = np.empty(n_directions)
-    unconverged = np.zeros(n_directions, dtype=bool)
-    largest_delta = np.zeros(n_directions)
-    finest = np.empty(n_directions)
-    kink = np.empty(n_directions)
-    kink_floor = np.empty(n_directions)
-    y0 = np.asarray(outputs(x[None]))
-    kink_offsets = sorted(offsets)[:3]
-    kink_weights = _kink_weights(kink_offsets)
-    group = max(1, chunk // (2 * n_off))
-    for lo in range(0, n_directions, group):
-        idx = np.arange(lo, min(lo + group, n_directions))
-        v = directions(idx)
-        h = step[idx]
-        moves = (signed[:, None] * h[None, :]).reshape((2 * n_off, len(idx)) + (1,) * x.ndim)
-        points = (x[None, None] + moves * v[None]).reshape((-1, *x.shape))
-        y = np.asarray(outputs(points))
-        y = y.reshape((2 * n_off, len(idx), *y.shape[1:]))
-        d: List[Array] = []
-        floors: List[Array] = []
-        asymmetry: Dict[float, Array] = {}
-        asymmetry_floor: Dict[float, Array] = {}
-        for k, s in enumerate(offsets):
-            y_plus, y_minus = y[2 * k], y[2 * k + 1]
-            d.append(_contract(y_plus - y_minus, w) / (2.0 * s * h))
-            mag = _contract(np.abs(y_plus) + np.abs(y_minus), np.abs(w))
-            floors.append(eps * mag / (2.0 * s * h))
-            if s in kink_offsets:
-                # Forward minus backward one-sided slope, output by output and in absolute
-                # value (so that kinks in several outputs cannot cancel through the signs of
-                # w): s*h*|y''| where the outputs are smooth, the slope jump at a kink.
-                asymmetry[s] = _contract(np.abs(y_plus - 2.0 * y0 + y_minus), np.abs(w)) / (s * h)
-                asymmetry_floor[s] = eps * (mag + 2.0 * _contract(np.abs(y0), np.abs(w))) / (s * h)
-        val, trunc, spread[idx], weights = _combine(method, d)
-        roundoff = sum(abs(c) * f for c, f in zip(weights, floors))
-        kink[idx] = np.abs(sum(c * asymmetry[s] for c, s in zip(kink_weights, kink_offsets)))
-        kink_floor[idx] = sum(
-            abs(c) * asymmetry_floor[s] for c, s in zip(kink_weights, kink_offsets)
+    step = np.asarray(step, dtype=np.float64)
+    y0 = np.asarray(outputs(x[None]))[0]
+    everything = np.arange(n_directions)
+    probed = np.zeros(0, dtype=np.intp)
+    fallback = np.zeros(0)
+    if fallback_step is not None:
+        fallback = np.broadcast_to(np.asarray(fallback_step, dtype=np.float64), step.shape)
+        probed = np.flatnonzero(fallback > _PROBE_RATIO * step)
+    if probed.size == 0:
+        raw = _evaluate(outputs, x, w, directions, everything, step, method, y0, chunk)
+        evaluations = 2 * n_off * n_directions + 1
+    else:
+        # Steps far below the textbook ones (entries of a small-scale input): probe at the
+        # textbook step whether some output's change was lost to rounding, and where it was,
+        # estimate there too and keep whichever estimate has the smaller error.
+        plain = np.setdiff1d(everything, probed)
+        raw = (
+            _evaluate(outputs, x, w, directions, everything, step, method, y0, chunk)
+            if (plain.size == n_directions)
+            else _merge(
+                n_directions,
+                (
+                    plain,
+                    _evaluate(outputs, x, w, directions, plain, step[plain], method, y0, chunk),
+                ),
+                (
+                    probed,
+                    _evaluate(
+                        outputs,
+                        x,
+                        w,
+                        directions,
+                        probed,
+                        step[probed],
+                        method,
+                        y0,
+                        chunk,
+                        fallback[probed],
+                    ),
+                ),
+            )
         )
-        value[idx] = val
-        error[idx] = trunc + roundoff
-        finest[idx] = np.abs(d[int(np.argmin(offsets))])
-        if n_off >= 3:
-            ordered = [dk for _, dk in sorted(zip(offsets, d), key=lambda pair: pair[0])]
-            unconverged[idx], largest_delta[idx] = _unconverged(ordered)
-    noise = _pooled_noise(spread, step * float(min(offsets)))
-    error += noise
-    # The kink term is noise itself (a second difference) wherever L is smooth; it counts where
-    # it stands well above that noise (its own, pooled like the estimate's, and the estimate's),
-    # or above a thousandth of the estimate: a slope jump at a kink, or a jump of L within the
-    # step, is of the derivative's own size or larger. (The second test matters when jumps are
-    # everywhere, which inflates the pooled noise.)
-    kink_noise = _pooled_noise(kink, step * float(min(offsets)))
-    counts = (kink > 4.0 * (noise + kink_floor + kink_noise)) | (kink > 1e-3 * np.abs(value))
-    error += np.where(counts, kink, 0.0)
-    # Not converging, with differences that change the estimate itself (by more than 0.1%, and
-    # beyond a millionth of the typical size, which noise does not reach): no step here is small
-    # against the function's length scale, so the estimate says nothing at all.
-    typical = float(np.quantile(finest, 0.9)) if n_directions else 0.0
-    hopeless = unconverged & (largest_delta > 1e-3 * finest) & (largest_delta > 1e-6 * typical)
-    error = np.where(hopeless, np.inf, np.where(unconverged, error + largest_delta, error))
-    smallest = float(min(offsets))
-    return Estimate(value, error, method, np.asarray(step) * smallest, 2 * n_off * n_directions + 1)
+        evaluations = 2 * n_off * n_directions + 2 * probed.size + 1
+        lost = probed[raw.swallowed[probed]]
+        if lost.size:
+            alt = _evaluate(outputs, x, w, directions, lost, fallback[lost], method, y0, chunk)
+            evaluations += 2 * n_off * lost.size
+            better = alt.finite & ~(alt.error >= raw.error[lost])
+            for name in _RAW_FIELDS:
+                getattr(raw, name)[lost[better]] = getattr(alt, name)[better]
+    recovery = np.zeros(n_directions, dtype=np.int64)
+    side = raw.side.copy()
+    bad = np.flatnonzero(~raw.finite)
+    if bad.size:
+        best_error = np.full(bad.size, np.inf)
+        for shrink in _SHRINK:
+            retry = _evaluate(outputs, x, w, directions, bad, step[bad] * shrink, method, y0, chunk)
+            evaluations += 2 * n_off * bad.size
+            take = retry.finite & ~(retry.error >= best_error)
+            for name in _RAW_FIELDS:
+                getattr(raw, name)[bad[take]] = getattr(retry, name)[take]
+            best_error[take] = retry.error[take]
+            recovery[bad[take]] = RECOVERY_SMALLER
+        bad = bad[~np.isfinite(best_error)]
+    one_sided = np.zeros(n_directions, dtype=bool)
+    if bad.size:
+        # No two-sided step stays finite: a stencil on the side that does, at the base step
+        # (the side that was finite there) or the smallest step tried.
+        for sign, code in ((1.0, RECOVERY_FORWARD), (-1.0, RECOVERY_BACKWARD)):
+            if bad.size == 0:
+                break
+            for shrink in (1.0, *_SHRINK):
+                if bad.size == 0:
+                    break
+                val, err, ok = _one_sided(
+                    outputs, x, w, directions, bad, step[bad] * shrink, sign, y0
+                )
+                evaluations += 3 * bad.size
+                got = bad[ok]
+                raw.value[got], raw.error[got] = val[ok], err[ok]
+                raw.h_small[got] = step[got] * shrink
+                recovery[got] = code
+                one_sided[got] = True
+                bad = bad[~ok]
+        recovery[bad] = RECOVERY_FAILED
+    failed = recovery == RECOVERY_FAILED
+    # One-sided and failed directions take no part in the pooled kink and convergence tests.
+    raw.kink[one_sided | failed] = 0.0
+    raw.kink_floor[one_sided | failed] = 0.0
+    raw.unconverged[one_sided | failed] = False
+    raw.spread[one_sided | failed] = np.nan
+    raw.finest[failed] = np.nan
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = raw.error.copy()
+        noise = _pooled_noise(raw.spread, raw.h_small)
+        noise = np.where(np.isfinite(noise), noise, 0.0)
+        error += noise
+        # The kink term is noise itself (a second difference) wherever L is smooth; it counts
+        # where it stands well above that noise (its own, pooled like the estimate's, and the
+        # estimate's), or above a thousandth of the estimate: a slope jump at a kink, or a jump
+        # of L within the step, is of the derivative's own size or larger. (The second test
+        # matters when jumps are everywhere, which inflates the pooled noise.)
+        kink_noise = _pooled_noise(raw.kink, raw.h_small)
+        counts = (raw.kink > 4.0 * (noise + raw.kink_floor + kink_noise)) | (
+            raw.kink > 1e-3 * np.abs(raw.value)
+        )
+        error += np.where(counts, raw.kink, 0.0)
+        # Not converging, with differences that change the estimate itself (by more than 0.1%,
+        # and beyond a millionth of the typical size, which noise does not reach): no step here
+        # is small against the function's length scale, so the estimate says nothing at all.
+        finest_ok = raw.finest[np.isfinite(raw.finest)]
+        typical = float(np.quantile(finest_ok, 0.9)) if finest_ok.size else 0.0
+        hopeless = (
+            raw.unconverged
+            & (raw.largest_delta > 1e-3 * raw.finest)
+            & (raw.largest_delta > 1e-6 * typical)
+        )
+        error = np.where(
+            hopeless, np.inf, np.where(raw.unconverged, error + raw.largest_delta, error)
+        )
+    value = np.where(failed, np.nan, raw.value)
+    error = np.where(failed | ~np.isfinite(error) | ~np.isfinite(value), np.inf, error)
+    touched = recovery != RECOVERY_NONE
+    return Estimate(
+        value,
+        error,
+        method,
+        raw.h_small,
+        evaluations,
+        recovery if touched.any() else None,
+        side if touched.any() else None,
+    )
 
 
 def _complex_step(
@@ -314,10 +685,16 @@ def _complex_step(
         idx = np.arange(lo, min(lo + chunk, n_directions))
         h = step[idx].reshape((-1,) + (1,) * x.ndim)
         y = np.asarray(outputs(x[None] + 1j * h * directions(idx)))
-        value[idx] = _contract(y.imag, w) / step[idx]
-        magnitude = _contract(np.abs(y.imag), np.abs(w)) / step[idx]
-        error[idx] = 4.0 * eps * (magnitude + np.abs(value[idx]))
-    return Estimate(value, error, "complex-step", np.asarray(step), n_directions)
+        with np.errstate(invalid="ignore", over="ignore"):
+            value[idx] = _contract(y.imag, w) / step[idx]
+            magnitude = _contract(np.abs(y.imag), np.abs(w)) / step[idx]
+            error[idx] = 4.0 * eps * (magnitude + np.abs(value[idx]))
+    failed = ~(np.isfinite(value) & np.isfinite(error))
+    error[failed] = np.inf
+    value[failed] = np.nan
+    recovery = np.where(failed, RECOVERY_FAILED, RECOVERY_NONE) if failed.any() else None
+    side = np.where(failed, 2.0, 0.0) if failed.any() else None
+    return Estimate(value, error, "complex-step", np.asarray(step), n_directions, recovery, side)
 
 
 # A coarse Richardson estimate whose error estimate is below this fraction of the derivative's
@@ -333,17 +710,32 @@ def _richardson(
     n_directions: int,
     step: Array,
     chunk: int,
+    fallback_step: Optional[Array] = None,
 ) -> Estimate:
     """The coarse tableau everywhere; the five-point stencil at its own step and at the central
     step only where the tableau's error estimate is not already negligible, keeping, entry by
     entry, the candidate with the smallest error estimate."""
     coarse = directional_derivatives(
-        outputs, x, w, directions, n_directions, step, method="richardson-coarse", chunk=chunk
+        outputs,
+        x,
+        w,
+        directions,
+        n_directions,
+        step,
+        method="richardson-coarse",
+        chunk=chunk,
+        fallback_step=fallback_step,
     )
     value, error, used = coarse.value.copy(), coarse.error.copy(), coarse.step.copy()
+    recovery = (
+        np.zeros(n_directions, dtype=np.int64)
+        if coarse.recovery is None
+        else coarse.recovery.copy()
+    )
     evaluations = coarse.evaluations
+    finite_values = np.abs(value[np.isfinite(value)])
     size = np.maximum(
-        np.abs(value), float(np.quantile(np.abs(value), 0.9)) if n_directions else 0.0
+        np.abs(value), float(np.quantile(finite_values, 0.9)) if finite_values.size else 0.0
     )
     refine = np.flatnonzero(~(error <= _RICHARDSON_GOOD_ENOUGH * size))
     if refine.size:
@@ -360,13 +752,28 @@ def _richardson(
                 step[refine] * factor,
                 method="five-point",
                 chunk=chunk,
+                fallback_step=None
+                if fallback_step is None
+                else np.broadcast_to(fallback_step, np.shape(step))[refine] * factor,
             )
             evaluations += fine.evaluations
             better = fine.error < error[refine]
             value[refine[better]] = fine.value[better]
             error[refine[better]] = fine.error[better]
             used[refine[better]] = fine.step[better]
-    return Estimate(value, error, "richardson", used, evaluations)
+            recovery[refine[better]] = (
+                RECOVERY_NONE if fine.recovery is None else fine.recovery[better]
+            )
+    touched = recovery != RECOVERY_NONE
+    return Estimate(
+        value,
+        error,
+        "richardson",
+        used,
+        evaluations,
+        recovery if touched.any() else None,
+        coarse.nonfinite_side if touched.any() else None,
+    )
 
 
 def partial_derivatives(
@@ -380,16 +787,19 @@ def partial_derivatives(
 ) -> Estimate:
     """Estimate ``dL/dx_i`` for every entry ``i`` of ``x`` (or the flat ``indices`` given).
 
-    The step of entry ``i`` is ``eps^p * max(1, |x_i|)``, rounded so that ``x_i + h`` and
+    The step of entry ``i`` is ``eps^p * max(typical, |x_i|)`` (``typical``: the median nonzero
+    ``|x_i|``, see :func:`typical_scale`), rounded so that ``x_i + h`` and
     ``x_i - h`` are exactly representable distances from ``x_i`` (for the two-sided stencils).
     Returns arrays of shape ``(len(indices),)``, or ``x.shape`` when ``indices`` is ``None``.
     """
     flat = np.ravel(x)
     idx_all = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.intp)
-    h = base_step(method, flat[idx_all])
+    h = base_step(method, flat[idx_all], typical=typical_scale(flat))
+    textbook = base_step(method, flat[idx_all])
     if method != "complex-step":
         # Make the step exactly representable so the stencil's x +- h is what the formula assumes.
         h = (flat[idx_all] + h) - flat[idx_all]
+        textbook = (flat[idx_all] + textbook) - flat[idx_all]
 
     def unit_directions(j: Array) -> Array:
         v = np.zeros((len(j), flat.size))
@@ -397,7 +807,15 @@ def partial_derivatives(
         return v.reshape((len(j), *x.shape))
 
     est = directional_derivatives(
-        outputs, x, w, unit_directions, len(idx_all), h, method=method, chunk=chunk
+        outputs,
+        x,
+        w,
+        unit_directions,
+        len(idx_all),
+        h,
+        method=method,
+        chunk=chunk,
+        fallback_step=None if method == "complex-step" else textbook,
     )
     if indices is None:
         return Estimate(
@@ -406,5 +824,7 @@ def partial_derivatives(
             est.method,
             est.step.reshape(x.shape),
             est.evaluations,
+            None if est.recovery is None else est.recovery.reshape(x.shape),
+            None if est.nonfinite_side is None else est.nonfinite_side.reshape(x.shape),
         )
     return est

@@ -42,12 +42,18 @@ class ArgumentResult:
 
     name: str  # "x" for the input, otherwise the parameter's key
     kind: str  # "input" | "param"
-    mode: str  # "full" | "directional"
+    mode: str  # "full" | "directional" | "localized" (auto mode, bisection within the budget)
     method: str
     comparison: Comparison
     evaluations: int  # points at which the forward was evaluated for the estimate
     directions: Optional[int] = None  # directional mode: how many random directions
     miss_probability: Optional[float] = None  # directional: P(a 1e-4 relative error slips through)
+    # The smallest relative errors this comparison resolves: a single entry wrong by
+    # ``resolves_entry`` times a typical entry, or the whole gradient wrong by
+    # ``resolves_gradient`` relative, slips through with probability at most 1e-6 (directional;
+    # in full mode, not at all).
+    resolves_entry: Optional[float] = None
+    resolves_gradient: Optional[float] = None
 
     @property
     def status(self) -> str:
@@ -72,6 +78,8 @@ class ArgumentResult:
             "evaluations": self.evaluations,
             "directions": self.directions,
             "miss_probability": self.miss_probability,
+            "resolves_entry": self.resolves_entry,
+            "resolves_gradient": self.resolves_gradient,
             "worst": [
                 {
                     "index": list(e.index),

@@ -22,13 +22,13 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
-from hypothesis import Phase, example, given, note, settings
+from hypothesis import Phase, assume, example, given, note, settings
 from hypothesis import strategies as st
 
 import layers.whitening as whitening_module
 from gradcheck import check_layer
 from gradcheck.compare import default_rtol
-from gradcheck.finite_diff import METHODS
+from gradcheck.finite_diff import METHODS, typical_scale
 from gradcheck.registry import LayerSpec, get_layer_spec, registered_layers
 from gradcheck.strategies import (
     SpectralBatch,
@@ -718,8 +718,20 @@ def _check_unresolvable(method: str, batch: Any, zca_method: str, mode: str, see
 @pytest.mark.parametrize("method", METHODS)
 @given(**UNRESOLVABLE)
 def test_unresolvable_whitening_check_never_passes(method, batch, zca_method, mode, seed):
+    # Steps follow the input's own scale (gradcheck.finite_diff.typical_scale): a batch far
+    # below 1 is stepped far below the bend at sqrt(eps) = 3e-7 by every method (richardson's
+    # coarsest step is 0.15 times the scale), and a pass is then the right answer, tested below.
+    assume(typical_scale(batch.x) > 0.1)
     result = _check_unresolvable(method, batch, zca_method, mode, seed)
     assert result.status != "pass", result.explain()
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_rank_deficient_batch_of_tiny_scale_is_resolved(mode):
+    """Three equal rows at 1.7e-8 (the covariance is exactly eps I): steps of that scale stay
+    far inside the bend at sqrt(eps), so the correct layer passes and a wrong one fails."""
+    x = np.full((3, 4), 1.6816618e-08)
+    assert check_layer(ZCAWhitening(eps=1e-13), x, mode=mode).status == "pass"
 
 
 @UNRESOLVABLE_FALSE_ALARM

@@ -1,0 +1,316 @@
+"""A verdict of "pass" must be earned: wrong backwards that the harness once passed, and the
+correct twins it must not fail.
+
+Each class of the issue (non-finite stencil points, overflow, one large entry, tiny inputs,
+constant outputs, localized errors, unconverged fails, budgets) has a layer written here, in
+the plain protocol (``forward(x) -> y``, ``backward(dy) -> dx``), a wrong twin that must fail and
+a correct one that must pass (or be inconclusive only where ``docs/estimators.md`` says why).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+from gradcheck.compare import compare, relative_error, scaled_norm
+
+
+class Elementwise:
+    """``y = f(x)`` entry by entry; ``backward`` scales the true derivative by ``1 + wrong``
+    (everywhere, or at ``wrong_at`` only)."""
+
+    def __init__(self, f, df, wrong: float = 0.0, wrong_at: Optional[tuple] = None) -> None:
+        self.f, self.df, self.wrong, self.wrong_at = f, df, wrong, wrong_at
+        self.name = f"{f.__name__}{'-wrong' if wrong else ''}"
+
+    def forward(self, x):
+        self.x = np.array(x, copy=True)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            return self.f(x)
+
+    def backward(self, dy):
+        g = self.df(self.x) * dy
+        if self.wrong_at is None:
+            return g * (1.0 + self.wrong)
+        g = g.copy()
+        g[self.wrong_at] *= 1.0 + self.wrong
+        return g
+
+
+def log_layer(wrong: float = 0.0) -> Elementwise:
+    return Elementwise(np.log, lambda x: 1.0 / x, wrong)
+
+
+def sqrt_layer(wrong: float = 0.0) -> Elementwise:
+    return Elementwise(np.sqrt, lambda x: 0.5 / np.sqrt(x), wrong)
+
+
+def x_in(lo: float, hi: float, shape, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(lo, hi, size=shape)
+
+
+# -- 1. non-finite stencil points are information, never a pass ------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_pole_next_to_one_entry_does_not_launder_a_wrong_log(mode):
+    x = x_in(0.5, 2.0, (8, 4))
+    x[0, 0] = 1e-7
+    wrong = check_layer(log_layer(0.01), x, mode=mode)
+    assert wrong.status == "fail", wrong.explain()
+    right = check_layer(log_layer(), x, mode=mode)
+    assert right.status == "pass", right.explain()
+
+
+def test_sqrt_near_zero_in_a_large_input_does_not_launder_a_wrong_gradient():
+    x = x_in(0.5, 2.0, (64, 32))
+    x[3, 7] = 1e-6
+    wrong = check_layer(sqrt_layer(0.01), x)
+    assert wrong.status == "fail", wrong.explain()
+    assert check_layer(sqrt_layer(), x).status == "pass"
+
+
+def test_nonfinite_stencil_points_are_named_in_a_finding():
+    x = x_in(0.5, 2.0, (4, 3))
+    x[1, 2] = 1e-7
+    result = check_layer(log_layer(), x, mode="full")
+    codes = {f.code: f.message for f in result.findings}
+    assert "estimate-nonfinite-recovered" in codes, result.explain()
+    assert "x[1, 2]" in codes["estimate-nonfinite-recovered"]
+    assert "- h" in codes["estimate-nonfinite-recovered"]
+
+
+def test_a_forward_that_is_finite_on_one_side_only_is_estimated_one_sided():
+    """``sqrt`` at exactly 0: every two-sided step leaves the domain, the right side is fine
+    (the derivative there is infinite, so a finite backward cannot be confirmed: inconclusive
+    or fail, never pass); an input just inside is estimated one-sided and checked."""
+
+    class HalfLine:
+        """``y = x^2`` for ``x >= 0``, NaN for ``x < 0``: a domain edge at 0."""
+
+        def forward(self, x):
+            self.x = np.array(x, copy=True)
+            with np.errstate(invalid="ignore"):
+                return np.where(x >= 0, x * x, np.nan)
+
+        def backward(self, dy):
+            return 2.0 * self.x * dy
+
+    x = x_in(0.5, 2.0, (3, 3))
+    x[0, 0] = 0.0
+    result = check_layer(HalfLine(), x, mode="full")
+    codes = {f.code: f.message for f in result.findings}
+    assert "estimate-nonfinite-recovered" in codes, result.explain()
+    assert "one-sided" in codes["estimate-nonfinite-recovered"]
+    assert result.status == "pass", result.explain()
+
+    class HalfLineWrong(HalfLine):
+        def backward(self, dy):
+            g = 2.0 * self.x * dy
+            g[0, 1] += 0.01  # the true gradient there, at the edge x = 0, is 0
+            return g
+
+    x[0, 1] = 0.0
+    assert check_layer(HalfLineWrong(), x, mode="full").status == "fail"
+
+
+def test_no_finite_stencil_at_all_is_inconclusive_never_pass():
+    class Nowhere:
+        """Finite at x exactly, NaN at every perturbation of x[0, 0]."""
+
+        def forward(self, x):
+            self.x0 = float(x[0, 0])
+            y = np.array(x, copy=True)
+            if not hasattr(self, "origin"):
+                self.origin = self.x0
+            if x[0, 0] != self.origin:
+                y[0, 0] = np.nan
+            return y
+
+        def backward(self, dy):
+            return dy * 1.5  # wrong everywhere
+
+    result = check_layer(Nowhere(), x_in(0.5, 2.0, (3, 2)), mode="full")
+    assert result.status == "fail"  # the other entries are checkable and wrong
+    entry = result.input.comparison
+    assert entry.n_inconclusive + entry.n_failed == entry.n_entries
+
+
+def test_compare_never_passes_nan():
+    a = np.array([1.0, 2.0])
+    assert compare(a, np.array([1.0, np.nan]), np.zeros(2)).status == "inconclusive"
+    assert compare(a, a, np.array([0.0, np.nan])).status == "inconclusive"
+    assert compare(np.array([1.0, np.nan]), a, np.zeros(2)).status == "fail"
+    assert compare(a, a, np.zeros(2), atol=np.inf).status == "inconclusive"
+
+
+# -- 2. overflow -----------------------------------------------------------------------------
+
+
+def test_gradients_near_the_top_of_the_float_range():
+    x = x_in(690.0, 700.0, (6, 4))
+    exp = Elementwise(np.exp, np.exp)
+    assert check_layer(exp, x).status == "pass"
+    wrong = check_layer(Elementwise(np.exp, np.exp, 0.01), x)
+    assert wrong.status == "fail", wrong.explain()
+
+
+def test_norms_do_not_overflow():
+    big = np.full(10, 1e300)
+    assert scaled_norm(big) == pytest.approx(1e300 * np.sqrt(10))
+    assert relative_error(big, big * (1 + 1e-3)) == pytest.approx(1e-3, rel=1e-2)
+
+
+# -- 3. one large entry hides nothing --------------------------------------------------------
+
+
+class ColumnScale:
+    """``y = x * c`` with one column of ``c`` at 1e8; ``wrong`` scales the other columns."""
+
+    def __init__(self, wrong: float = 0.0, d: int = 8) -> None:
+        self.c = np.ones(d)
+        self.c[0] = 1e8
+        self.wrong = wrong
+
+    def forward(self, x):
+        return x * self.c
+
+    def backward(self, dy):
+        g = dy * self.c
+        g[:, 1:] *= 1.0 + self.wrong
+        return g
+
+
+@pytest.mark.parametrize("wrong", [0.1, 1e-6])
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_one_large_column_does_not_hide_errors_in_the_others(wrong, mode):
+    x = x_in(-1.0, 1.0, (16, 8))
+    result = check_layer(ColumnScale(wrong), x, mode=mode)
+    assert result.status == "fail", result.explain()
+    assert check_layer(ColumnScale(), x, mode=mode).status == "pass"
+
+
+# -- 4. tiny inputs --------------------------------------------------------------------------
+
+
+def cube(x):
+    return x**3
+
+
+def test_inputs_at_1e_minus_8_can_fail_and_pass():
+    x = x_in(0.5e-8, 2e-8, (6, 4))
+    wrong = check_layer(Elementwise(cube, lambda x: 3 * x**2, 0.1), x, mode="full")
+    assert wrong.status == "fail", wrong.explain()
+    right = check_layer(Elementwise(cube, lambda x: 3 * x**2), x)
+    assert right.status == "pass", right.explain()
+
+
+# -- 5. a constant output --------------------------------------------------------------------
+
+
+class Constant:
+    def __init__(self, leak: float = 0.0) -> None:
+        self.leak = leak
+
+    def forward(self, x):
+        return np.full_like(x, 3.0)
+
+    def backward(self, dy):
+        return self.leak * dy
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+def test_a_constant_output_passes_with_a_zero_gradient_and_fails_without(mode):
+    x = x_in(-1.0, 1.0, (5, 3))
+    assert check_layer(Constant(), x, mode=mode).status == "pass"
+    assert check_layer(Constant(1e-3), x, mode=mode).status == "fail"
+
+
+# -- 6. the default check resolves a single wrong entry --------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_default_check_catches_one_entry_wrong_by_1e_minus_6(seed):
+    """Gradient entries of one scale (|x| < 1 keeps tanh' in [0.42, 1], dy is +-1), one entry
+    wrong by a relative 1e-6 of itself, 2048 entries: the default check fails it."""
+    rng = np.random.default_rng(100 + seed)
+    x = rng.uniform(-1.0, 1.0, (64, 32))
+    dy = rng.choice([-1.0, 1.0], size=x.shape)
+    tanh = Elementwise(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, 1e-6, wrong_at=(17, 5))
+    result = check_layer(tanh, x, dy=dy, seed=seed)
+    assert result.status == "fail", result.explain()
+    assert result.input.comparison.worst[0].index == (17, 5)
+    right = check_layer(Elementwise(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2), x, dy=dy, seed=seed)
+    assert right.status == "pass", right.explain()
+    screen = right.input
+    assert screen.resolves_entry is not None and screen.resolves_entry <= 1e-6
+    assert screen.resolves_gradient is not None and screen.resolves_gradient < 1e-6
+
+
+# -- 7. fail only on a converged disagreement ------------------------------------------------
+
+
+class BatchStandardize:
+    """``(x - mean) / sqrt(var + eps)`` over the examples (rows), eps possibly 0."""
+
+    def __init__(self, eps: float = 0.0) -> None:
+        self.eps = eps
+
+    def forward(self, x):
+        mu = x.mean(axis=0)
+        self.xc = x - mu
+        self.inv = 1.0 / np.sqrt((self.xc**2).mean(axis=0) + self.eps)
+        self.y = self.xc * self.inv
+        return self.y
+
+    def backward(self, dy):
+        n = dy.shape[0]
+        return self.inv / n * (n * dy - dy.sum(axis=0) - self.y * (dy * self.y).sum(axis=0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_full_mode_does_not_fail_a_correct_layer_of_tiny_spread(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((8, 3))
+    x[:, 1] = 1.0 + 1e-7 * rng.standard_normal(8)
+    result = check_layer(BatchStandardize(), x, mode="full", seed=seed)
+    assert result.status in ("pass", "inconclusive"), result.explain()
+    tiny = 1e-8 * rng.standard_normal((8, 3))
+    result = check_layer(BatchStandardize(), tiny, mode="full", seed=seed)
+    assert result.status in ("pass", "inconclusive"), result.explain()
+
+
+def test_a_fail_names_the_estimate_that_confirmed_it():
+    x = x_in(0.5, 2.0, (4, 3))
+    result = check_layer(log_layer(0.01), x, mode="full")
+    assert result.status == "fail"
+    assert "confirmed by richardson" in result.reason
+
+
+# -- 8. a budget for localization ------------------------------------------------------------
+
+
+def test_a_failed_screen_over_budget_stays_a_fail_and_names_entries():
+    x = np.random.default_rng(0).standard_normal((400, 50))
+    tanh = Elementwise(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, 0.01)
+    result = check_layer(tanh, x, budget=400)
+    assert result.status == "fail", result.explain()
+    arg = result.input
+    assert arg.mode == "localized"
+    assert arg.comparison.worst, result.explain()
+    assert any(f.code == "localized-by-bisection" for f in result.findings)
+    assert arg.evaluations <= 400
+    right = Elementwise(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2)
+    assert check_layer(right, x, budget=400).status == "pass"
+
+
+def test_bisection_isolates_a_single_wrong_entry_within_budget():
+    x = np.random.default_rng(1).standard_normal((500, 40))
+    tanh = Elementwise(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, 0.05, wrong_at=(321, 9))
+    result = check_layer(tanh, x, budget=600)
+    assert result.status == "fail", result.explain()
+    assert result.input.mode == "localized"
+    assert result.input.comparison.worst[0].index == (321, 9)
