@@ -29,9 +29,10 @@ from .registry import (
     resolve_reference,
 )
 from .report import FORMATS, Report, render, write_atomic
-from .runner import CheckOptions, Job, LayerTimeout, run_jobs, time_limit
+from .runner import CheckOptions, Job, LayerTimeout, RunInterrupted, run_jobs, time_limit
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 DEFAULT_SEEDS = (0, 1)
 DEFAULT_DIRECTIONS = 3
 DEFAULT_TIMEOUT = 120.0
@@ -298,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop a single check after this long and report it as an error "
         f"(default {DEFAULT_TIMEOUT:g})",
+    )
+    met.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="run the checks in this process instead of a worker process (to debug a layer "
+        "with pdb); a layer that crashes or ignores signals then stops the whole run",
     )
     out = rep.add_argument_group("output")
     out.add_argument(
@@ -622,11 +630,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     progress = Progress(sys.stderr) if not args.quiet and sys.stderr.isatty() else None
     start = time.perf_counter()
+    interrupted = False
     try:
         # A layer that prints (a debugging print in its forward) must not corrupt a JSON or
         # JUnit document on stdout: its output goes to stderr while the checks run.
         with contextlib.redirect_stdout(sys.stderr):
-            results = run_jobs(jobs, options, progress.update if progress else None)
+            results = run_jobs(
+                jobs, options, progress.update if progress else None, isolate=args.isolate
+            )
+    except RunInterrupted as stop:
+        # Ctrl-C: the checks that finished are still worth a report.
+        results, interrupted = stop.results, True
     finally:
         if progress is not None:
             progress.close()
@@ -653,6 +667,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         strict=args.strict,
         elapsed=time.perf_counter() - start,
         notes=notes,
+        interrupted=interrupted,
     )
     if args.output:
         colour = False
@@ -663,6 +678,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         colour = args.format == "text" and _wants_colour(sys.stdout)
         sys.stdout.write(render(report, args.format, colour=colour))
+    if interrupted:
+        sys.stderr.write(
+            f"gradcheck report: interrupted after {len(results)} of {len(jobs)} checks\n"
+        )
+        return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
@@ -771,7 +791,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"gradcheck {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`gradcheck list | head`); silence the interpreter's own flush.
         devnull = os.open(os.devnull, os.O_WRONLY)

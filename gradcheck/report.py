@@ -32,7 +32,8 @@ class Report:
     """Results of a run, the configuration that produced them, and entry points that failed.
 
     ``notes`` are sentences every renderer shows above the summary (for example the looser
-    tolerance that ``--allow-float32`` implies).
+    tolerance that ``--allow-float32`` implies). ``interrupted``: the run was stopped (Ctrl-C)
+    and ``results`` holds only the checks that finished; such a report is never ``ok``.
     """
 
     results: List[CheckResult]
@@ -41,6 +42,7 @@ class Report:
     strict: bool = False
     elapsed: float = 0.0
     notes: List[str] = field(default_factory=list)
+    interrupted: bool = False
 
     def counts(self) -> Dict[str, int]:
         counts = {s: 0 for s in STATUS_ORDER}
@@ -50,9 +52,11 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """All checks passed (inconclusive counts as failing only under ``strict``)."""
+        """All checks ran and passed (inconclusive counts as failing only under ``strict``)."""
         bad = {"fail", "error"} | ({"inconclusive"} if self.strict else set())
-        return not self.load_errors and not any(r.status in bad for r in self.results)
+        if self.interrupted or self.load_errors:
+            return False
+        return not any(r.status in bad for r in self.results)
 
     def summary(self) -> Dict[str, Any]:
         c = self.counts()
@@ -63,6 +67,7 @@ class Report:
             "ok": self.ok,
             "strict": self.strict,
             "elapsed": self.elapsed,
+            "interrupted": self.interrupted,
         }
 
     def summary_line(self) -> str:
@@ -79,7 +84,7 @@ class Report:
         )
         if self.load_errors:
             parts.append(f"{_count(len(self.load_errors), 'entry point')} failed to load")
-        verdict = "OK" if self.ok else "FAILED"
+        verdict = "INTERRUPTED" if self.interrupted else "OK" if self.ok else "FAILED"
         return f"{verdict}: " + ", ".join(parts) + f" in {self.elapsed:.2f} s"
 
     def to_dict(self) -> Dict[str, Any]:

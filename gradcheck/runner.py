@@ -1,9 +1,19 @@
 """Running many checks: one job per (variant, shape, seed), each isolated from the others.
 
 A job whose layer raises (even ``SystemExit``), returns garbage or runs past its time limit
-becomes one ``"error"`` result; the remaining jobs still run. The time limit is a ``SIGALRM``
-timer, so it needs POSIX and the main thread, and it interrupts Python code and sleeps but not a
-single long-running C call (a huge ``eigh``): such a call is stopped when it returns.
+becomes one ``"error"`` result; the remaining jobs still run.
+
+Two ways to run them. ``run_jobs(..., isolate=True)`` (what the CLI does) runs every job in a
+forked worker process (:mod:`gradcheck.isolation`) watched from this process: a layer that ends
+or crashes the process (``os._exit``, a segfault, the out-of-memory killer) or ignores every
+signal costs its own row only, and a timeout is a ``SIGKILL`` that nothing inside the layer can
+block. ``isolate=False`` (the default, and the fallback where there is no ``fork``) runs the
+jobs in this process, where the time limit is a ``SIGALRM`` timer: it needs POSIX and the main
+thread, and it interrupts Python code and sleeps but not a single long-running C call (a huge
+``eigh``), nor code that catches every exception. Both give the same verdicts and numbers.
+
+Ctrl-C (``KeyboardInterrupt``) stops either way with :class:`RunInterrupted`, which carries the
+results of the jobs that finished.
 """
 
 from __future__ import annotations
@@ -12,10 +22,13 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .check import check_layer
+from .isolation import Crash, Worker, can_fork
 from .objective import is_loss_layer
 from .registry import LayerSpec, make_input
 from .result import CheckResult, Finding
@@ -123,8 +136,6 @@ def _shape_hint(job: Job) -> Optional[Finding]:
 
 def run_job(job: Job, options: CheckOptions) -> CheckResult:
     """Build the layer, draw its input, check it; never raises for a misbehaving layer."""
-    import numpy as np
-
     start = time.perf_counter()
     if job.shape[0] < job.spec.min_n:
         return _error_result(
@@ -186,17 +197,102 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
     return result
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_jobs`; ``results`` holds the jobs that finished, in order, out
+    of ``total``. A ``KeyboardInterrupt``, so that a caller that does not look for it still
+    stops."""
+
+    def __init__(self, results: List[CheckResult], total: int) -> None:
+        super().__init__(f"interrupted after {len(results)} of {total} checks")
+        self.results = results
+        self.total = total
+
+
 def run_jobs(
     jobs: Sequence[Job],
     options: CheckOptions,
     progress: Optional[Callable[[int, int, Job], None]] = None,
+    isolate: bool = False,
 ) -> List[CheckResult]:
-    """Run ``jobs`` in order; ``progress(done, total, job)`` is called before each one."""
-    results = []
-    for i, job in enumerate(jobs):
-        if progress is not None:
-            progress(i, len(jobs), job)
-        results.append(run_job(job, options))
+    """Run ``jobs`` in order; ``progress(done, total, job)`` is called before each one.
+
+    ``isolate``: each job in a forked worker process killed at ``options.timeout`` (ignored
+    where there is no ``fork``); a crashed worker is one error row (``worker-exited``,
+    ``worker-killed``) and is replaced for the next job. Raises :class:`RunInterrupted` on
+    Ctrl-C, after stopping the worker.
+    """
+    results: List[CheckResult] = []
+    try:
+        if isolate and can_fork():
+            _run_isolated(jobs, options, progress, results)
+        else:
+            for i, job in enumerate(jobs):
+                if progress is not None:
+                    progress(i, len(jobs), job)
+                results.append(run_job(job, options))
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(results, len(jobs)) from exc
     if progress is not None and jobs:
         progress(len(jobs), len(jobs), jobs[-1])
     return results
+
+
+class _WarmUp:
+    """``y = x * w``: a layer of the harness's own, checked once in this process before the
+    first worker is forked."""
+
+    def __init__(self) -> None:
+        self.params = {"w": np.array([1.5, -0.5])}
+        self.grads: Dict[str, Any] = {}
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return x * self.params["w"]
+
+    def backward(self, dy: Any) -> Any:
+        self.grads = {"w": np.sum(dy * self.x, axis=0)}
+        return dy * self.params["w"]
+
+
+_warm = False
+
+
+def _warm_up() -> None:
+    """Pay the check's first-use costs (lazy imports, BLAS thread-pool discovery) here, once, so
+    that every forked worker starts with them paid: otherwise the first check in each fresh
+    worker pays them again, within its --timeout."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    try:
+        check_layer(_WarmUp(), np.linspace(-1.0, 1.0, 6).reshape(3, 2), seed=0)
+    except Exception:  # only a speed-up: a failure here changes no result
+        pass
+
+
+def _run_isolated(
+    jobs: Sequence[Job],
+    options: CheckOptions,
+    progress: Optional[Callable[[int, int, Job], None]],
+    results: List[CheckResult],
+) -> None:
+    """:func:`run_jobs` with a worker process; appends to ``results`` as jobs finish."""
+    timeout = options.timeout if options.timeout is not None and options.timeout > 0 else None
+    # The worker's own alarm would only race the parent's kill at the same deadline.
+    inner = replace(options, timeout=None)
+    _warm_up()
+    with Worker(lambda i: run_job(jobs[i], inner)) as worker:
+        for i, job in enumerate(jobs):
+            if progress is not None:
+                progress(i, len(jobs), job)
+            start = time.perf_counter()
+            outcome = worker.run(i, timeout)
+            if isinstance(outcome, Crash):
+                results.append(
+                    _error_result(
+                        job, options, outcome.code, outcome.message, time.perf_counter() - start
+                    )
+                )
+            else:
+                results.append(outcome[1])
