@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .compare import Comparison, compare, default_rtol
+from .diagnosis import diagnose_results
 from .finite_diff import (
     METHODS,
     Estimate,
@@ -396,7 +397,17 @@ class _Checker:
             cmp = compare(
                 analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
             )
-            return ArgumentResult(key, kind, "full", method, cmp, est.evaluations)
+            return ArgumentResult(
+                key,
+                kind,
+                "full",
+                method,
+                cmp,
+                est.evaluations,
+                analytic=analytic,
+                numeric=est.value,
+                error_estimate=est.error,
+            )
         return self.directional(key, kind, base, outputs, analytic, method)
 
     def argument(self, key: str) -> Tuple[Array, Callable[[Array], Array], str]:
@@ -429,7 +440,17 @@ class _Checker:
         error.flat[unresolved[better]] = fine.error[better]
         cmp = compare(analytic, value, error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst)
         method = f"{coarse.method}+richardson"
-        return ArgumentResult(key, kind, "full", method, cmp, est.evaluations + fine.evaluations)
+        return ArgumentResult(
+            key,
+            kind,
+            "full",
+            method,
+            cmp,
+            est.evaluations + fine.evaluations,
+            analytic=analytic,
+            numeric=value,
+            error_estimate=error,
+        )
 
     def directional(
         self,
@@ -770,4 +791,7 @@ def check_layer(
     statuses = [a.status for a in results] + [
         f.severity for f in checker.findings if f.severity in ("fail", "error")
     ]
+    results = diagnose_results(
+        results, layer=layer, x_shape=x64.shape, dy=checker.dy, rtol=checker.rtol, atol=checker.atol
+    )
     return finish(worst_status(statuses), results, screen, checker.findings, checker.spectrum)
