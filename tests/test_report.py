@@ -218,3 +218,21 @@ def test_write_atomic_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     os.chmod(path, 0o640)
     write_atomic(str(path), "new\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_the_tolerance_column_names_the_term_that_decided():
+    """The column used to say 'rtol 1.5e-08' whatever decided, so a pass on atol read like a
+    fail; it now names the larger term of the worst entry's tolerance."""
+    from gradcheck.report import decisive_tolerance
+
+    on_atol = check_layer(Scale(), X, seed=0, mode="full")
+    on_rtol = check_layer(Scale(), X, seed=0, mode="full", atol=0.0)
+    assert on_atol.passed and on_rtol.passed
+    kind, value = decisive_tolerance(on_atol)
+    worst = on_atol.worst.comparison.worst[0]
+    rtol = on_atol.worst.comparison.rtol
+    assert kind == "atol" and value == pytest.approx(worst.tolerance - rtol * abs(worst.numeric))
+    assert decisive_tolerance(on_rtol) == ("rtol", on_rtol.worst.comparison.rtol)
+    text = render_text(Report([on_atol, on_rtol]))
+    assert f"atol {value:.1e}" in text and "rtol 1.5e-08" in text
+    assert f"| atol {value:.1e} | pass |" in render_markdown(Report([on_atol]))
