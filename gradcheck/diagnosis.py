@@ -292,8 +292,8 @@ def find_alternative(kind: str, alternative: Optional[Array], judge: Judge) -> O
         return Diagnosis(
             "symmetric-part",
             "the discrepancy vanishes when dL/dSigma is symmetrized (the layer's "
-            f"{SYMMETRIZED_HOOK}): the gradient with respect to a symmetric matrix was used "
-            "without taking its symmetric part (G + G^T)/2",
+            f"{SYMMETRIZED_HOOK}): a gradient with respect to a symmetric matrix used without "
+            "its symmetric part (G + G^T)/2",
         )
     if kind == "transpose-dy":
         return Diagnosis(
