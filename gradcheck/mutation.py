@@ -220,10 +220,10 @@ def render_mutation_text(report: MutationReport) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
         if i == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 9)
-    for r in report.false_alarms:
-        lines.append("false alarm: " + r.summary())
-    for r in report.false_signatures:
-        lines.append("signature on a correct layer: " + r.summary())
+    for alarm in report.false_alarms:
+        lines.append("false alarm: " + alarm.summary())
+    for signed in report.false_signatures:
+        lines.append("signature on a correct layer: " + signed.summary())
     lines += ["", report.summary_line()]
     return "\n".join(lines) + "\n"
 

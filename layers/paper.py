@@ -437,7 +437,7 @@ def register_paper_variants() -> None:
     from gradcheck.registry import register_layer
 
     shapes = [(8, 3), (16, 5)]
-    forms = (
+    forms: Tuple[Tuple[str, Dict[str, Any], str], ...] = (
         ("", {}, "eig route, centered"),
         ("-svd", {"route": "svd"}, "the authors' SVD route (eps on the singular values)"),
         ("-uncentered", {"center": False}, "eig route, without centering"),
