@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .compare import Comparison, Entry, compare, default_rtol, scaled_norm
+from .diagnosis import diagnose_results
 from .finite_diff import (
     METHODS,
     RECOVERY_FAILED,
@@ -577,6 +578,9 @@ class _Checker:
             method,
             cmp,
             evaluations,
+            analytic=analytic,
+            numeric=est.value,
+            error_estimate=est.error,
             resolves_entry=entry if np.isfinite(entry) else float("inf"),
             resolves_gradient=whole if np.isfinite(whole) else float("inf"),
         )
@@ -1297,4 +1301,7 @@ def check_layer(
     statuses = [a.status for a in results] + [
         f.severity for f in checker.findings if f.severity in ("fail", "error")
     ]
+    results = diagnose_results(
+        results, layer=layer, x_shape=x64.shape, dy=checker.dy, rtol=checker.rtol, atol=checker.atol
+    )
     return finish(worst_status(statuses), results, screen, checker.findings, checker.spectrum)

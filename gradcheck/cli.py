@@ -316,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--strict", action="store_true", help="count inconclusive checks as failures")
     out.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write an error picture (PNG) of each failing check into DIR, linked from the "
+        "Markdown report (needs matplotlib)",
+    )
+    out.add_argument(
         "--quiet",
         action="store_true",
         help="no progress counter and no summary line on stderr",
@@ -602,6 +608,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     if args.output:
         _check_output_path(args.output)
+    if args.plots:
+        from . import plot
+
+        try:
+            plot.prepare_picture_folder(args.plots)
+        except (plot.MatplotlibMissing, ValueError) as exc:
+            raise UsageError(str(exc)) from exc
     specs = select_specs(args)
     jobs = plan_jobs(specs, args)
     options = CheckOptions(
@@ -669,6 +682,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         notes=notes,
         interrupted=interrupted,
     )
+    if args.plots:
+        base = os.path.dirname(os.path.abspath(args.output)) if args.output else None
+        report.plots = plot.write_error_pictures(results, args.plots, link_from=base)
     if args.output:
         colour = False
         # Rendered inside the write: a renderer that fails leaves no partial file behind.

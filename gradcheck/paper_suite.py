@@ -475,6 +475,8 @@ class VariantVerdict:
     counterexample: Optional[Counterexample]
     search_examples: int
     failures: List[str] = field(default_factory=list)
+    # Failing checks by mistake signature (gradcheck.diagnosis), "none" where none explains it.
+    diagnoses: Dict[str, int] = field(default_factory=dict)
 
     @property
     def matches(self) -> bool:
@@ -501,6 +503,7 @@ class VariantVerdict:
             else self.counterexample.to_dict(),
             "search_examples": self.search_examples,
             "failures": self.failures[:5],
+            "diagnoses": dict(self.diagnoses),
         }
 
 
@@ -528,9 +531,13 @@ def measure_variant(
     statuses: Dict[str, int] = {}
     worst, worst_case = 0.0, ""
     failures: List[str] = []
+    diagnoses: Dict[str, int] = {}
     for case in cases:
         result = run_case(variant, case, eps)
         statuses[result.status] = statuses.get(result.status, 0) + 1
+        if result.status == "fail":
+            label = next((a.diagnosis.label for a in result.arguments if a.diagnosis), "none")
+            diagnoses[label] = diagnoses.get(label, 0) + 1
         rel = result.rel_error
         if not math.isnan(rel) and rel >= worst:
             worst, worst_case = rel, case.describe()
@@ -552,6 +559,7 @@ def measure_variant(
         counter,
         tried,
         failures,
+        diagnoses,
     )
 
 
@@ -740,6 +748,16 @@ def _counter_cell(v: VariantVerdict) -> str:
     return f"none in {v.search_examples} cases" if v.search_examples else "not searched"
 
 
+def _diagnosis_lines(report: PaperReport) -> List[str]:
+    """One line per variant with failing checks: their mistake signatures, counted."""
+    return [
+        f"diagnosis of {v.variant}'s failing checks: "
+        + ", ".join(f"{label} {n}/{sum(v.diagnoses.values())}" for label, n in v.diagnoses.items())
+        for v in report.verdicts
+        if v.diagnoses
+    ]
+
+
 def _matrix_text(x: Array) -> str:
     return "[" + ", ".join("[" + ", ".join(f"{val:g}" for val in row) + "]" for row in x) + "]"
 
@@ -778,6 +796,8 @@ def render_text(report: PaperReport) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    if _diagnosis_lines(report):
+        lines += ["", *_diagnosis_lines(report)]
     for v in report.verdicts:
         c = v.counterexample
         if c is None:
@@ -841,6 +861,8 @@ def render_markdown(report: PaperReport) -> str:
         f"Seed {report.seed}. Draws: {report.config.get('draws', '')}. "
         f"Search: {report.config.get('search', '')}.",
     ]
+    if _diagnosis_lines(report):
+        out += ["", *(f"- {line}" for line in _diagnosis_lines(report))]
     for v in report.verdicts:
         c = v.counterexample
         if c is None:
@@ -960,8 +982,6 @@ examples:
   gradcheck paper --format markdown --output verdicts.md
   gradcheck paper --gap-study --plot gap.png    stability near equal eigenvalues, with a plot
 """
-
-
 
 
 def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:

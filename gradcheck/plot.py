@@ -1,4 +1,15 @@
-"""The step-size study: the error of a finite difference against its step, and its picture.
+"""Pictures of the harness's numbers: the step-size study and the error pictures of failed checks.
+
+**Error pictures.** For a failing check, :func:`draw_error_picture` draws one row per failing
+full-mode argument: the per-entry ratio ``(analytic - numeric) / allowed`` (``allowed`` being
+the entry's tolerance plus the estimate's error, both from :func:`gradcheck.compare.compare`, so
+``|ratio| > 1`` is exactly a failed entry) beside the analytic and the numeric gradient as
+images, with the argument's mistake signature (:mod:`gradcheck.diagnosis`) as the row's title.
+Arrays of more than two axes are folded to a matrix (the last axis is the columns, the others
+the rows, the first outermost); the axes say so. :func:`write_error_pictures` writes one PNG per
+failing check into a folder (``gradcheck report --plots DIR``).
+
+**The step-size study.**
 
 A central difference ``D(h) = (L(x + h e_i) - L(x - h e_i)) / 2h`` of ``L(x) = <F(x), w>`` is
 wrong by truncation, ``h^2 L''' / 6 + O(h^4)``, and by round-off, at most about
@@ -14,18 +25,24 @@ truncation uses the estimator's own error estimate (``|D(h) - D(2h)| / 3`` for c
 Where the measured curve leaves the lines, the layer is not smooth on that scale (a kink, an
 ill-conditioned covariance) or its forward rounds worse than ``eps`` per output.
 
-:func:`step_sweep` needs only NumPy; :func:`draw_step_sweep` imports matplotlib when called.
+:func:`step_sweep` needs only NumPy; :func:`draw_step_sweep` and the error pictures import
+matplotlib when called.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import textwrap
 from dataclasses import dataclass
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .compare import compare
 from .finite_diff import base_step, harness_rng
 from .objective import LayerObjective, is_loss_layer
+from .result import ArgumentResult, CheckResult
 
 Array = np.ndarray
 
@@ -406,3 +423,198 @@ def draw_step_sweep(sweep: StepSweep, path: str, dpi: int = 120) -> None:
 
     write.binary = True  # type: ignore[attr-defined]
     write_atomic(path, write)
+
+
+# -- error pictures of failed checks ---------------------------------------------------------
+
+
+def drawable_arguments(result: CheckResult) -> List[ArgumentResult]:
+    """The arguments of ``result`` an error picture shows: failing, full mode, arrays kept."""
+    return [
+        a
+        for a in result.arguments
+        if a.status == "fail"
+        and a.mode == "full"
+        and a.analytic is not None
+        and a.numeric is not None
+        and a.error_estimate is not None
+    ]
+
+
+def allowed_difference(arg: ArgumentResult) -> Array:
+    """Per entry, what ``|analytic - numeric|`` may be: the tolerance plus the estimate's error.
+
+    The tolerance of every entry is read from :func:`compare` itself (asked for all entries,
+    with the comparison's own ``rtol`` and ``atol``), not recomputed here.
+    """
+    a, n, e = arg.analytic, arg.numeric, arg.error_estimate
+    assert a is not None and n is not None and e is not None
+    c = arg.comparison
+    full = compare(a, n, e, rtol=c.rtol, atol=c.atol, n_worst=int(np.size(a)))
+    allowed = np.empty(np.shape(a), dtype=np.float64)
+    for entry in full.worst:
+        allowed[entry.index] = entry.tolerance + entry.error_estimate
+    return allowed
+
+
+def fold_2d(a: Array, name: str) -> Tuple[Array, str, str]:
+    """``a`` as a matrix for an image, with the labels of its row and column axes.
+
+    A vector is one row; a matrix is itself (rows are examples for the input ``x``); more axes
+    are folded into the rows, the first outermost, the last axis staying the columns.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 0:
+        return a.reshape(1, 1), "", ""
+    if a.ndim == 1:
+        return a.reshape(1, -1), "", f"{name} index (axis 0, {a.shape[0]})"
+    if a.ndim == 2:
+        if name == "x":
+            return a, f"axis 0: examples (N = {a.shape[0]})", f"axis 1: features (D = {a.shape[1]})"
+        return a, f"axis 0 ({a.shape[0]})", f"axis 1 ({a.shape[1]})"
+    lead = " x ".join(str(s) for s in a.shape[:-1])
+    rows = f"axes 0..{a.ndim - 2} folded ({lead}, axis 0 outermost)"
+    return a.reshape(-1, a.shape[-1]), rows, f"axis {a.ndim - 1} ({a.shape[-1]})"
+
+
+def _title(arg: ArgumentResult) -> str:
+    c = arg.comparison
+    head = f"{arg.kind} {arg.name!r}: {c.n_failed}/{c.n_entries} entries fail"
+    if arg.diagnosis is not None:
+        text = f"{head}. {arg.diagnosis.kind}: {arg.diagnosis.message}"
+    else:
+        text = f"{head}. No mistake signature explains the discrepancy."
+    return "\n".join(textwrap.wrap(text, 120))
+
+
+def _symlog_ticks(big: float) -> List[float]:
+    """A few colour-bar ticks for a symmetric-log scale reaching ``big``: 0, +-1, +-10^k."""
+    top = max(1, int(np.ceil(np.log10(big))))
+    step = max(1, int(np.ceil(top / 3)))
+    powers = [10.0**k for k in range(0, top + 1, step)]
+    return sorted([0.0, *powers, *(-p for p in powers)])
+
+
+def _panel_height(values: Array) -> float:
+    return 1.9 if values.shape[0] == 1 else 3.4
+
+
+def draw_error_picture(result: CheckResult, path: str, dpi: int = 110) -> None:
+    """Write the error picture of ``result`` to ``path`` (PNG, atomically); needs matplotlib.
+
+    One row per :func:`drawable_arguments` entry, titled with its mistake signature:
+    ``(analytic - numeric) / allowed`` on a symmetric-log colour scale (linear inside
+    ``[-1, 1]``, where entries pass; crosses mark the failing entries of arrays up to 400
+    entries), then analytic and numeric on one shared colour scale. Raises ``ValueError`` when
+    the check has nothing to draw.
+    """
+    args = drawable_arguments(result)
+    if not args:
+        raise ValueError(f"{result.summary()}: no failing full-mode argument to draw")
+    require_matplotlib()
+    from matplotlib.colors import SymLogNorm
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from .report import write_atomic
+
+    folded = [
+        (arg, *fold_2d(np.asarray(arg.analytic) - np.asarray(arg.numeric), arg.name))
+        for arg in args
+    ]
+    heights = [_panel_height(f[1]) + 0.9 for f in folded]
+    fig = Figure(figsize=(14.0, 0.5 + sum(heights)), layout="constrained")
+    shape = "x".join(str(s) for s in result.shape)
+    fig.suptitle(
+        f"{result.layer} [{shape}, seed {result.seed}]: {result.status}"
+        + (f"  (reproduce: {result.reproduce})" if result.reproduce else ""),
+        fontsize=10,
+    )
+    subfigs = fig.subfigures(len(args), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for sub, (arg, _, ylabel, xlabel) in zip(subfigs, folded):
+        sub.suptitle(_title(arg), fontsize=9.5, weight="bold")
+        row = sub.subplots(1, 3)
+        a, n = np.asarray(arg.analytic), np.asarray(arg.numeric)
+        ratio = (a - n) / np.maximum(allowed_difference(arg), np.finfo(np.float64).tiny)
+        ratio2 = fold_2d(ratio, arg.name)[0]
+        a2, n2 = fold_2d(a, arg.name)[0], fold_2d(n, arg.name)[0]
+        big = max(float(np.max(np.abs(ratio2))), 10.0)
+        image = row[0].imshow(
+            ratio2,
+            cmap="RdBu_r",
+            norm=SymLogNorm(linthresh=1.0, vmin=-big, vmax=big, base=10),
+            aspect="auto",
+            interpolation="nearest",
+        )
+        bar = sub.colorbar(image, ax=row[0], ticks=_symlog_ticks(big))
+        bar.ax.tick_params(labelsize=7)
+        failed = np.argwhere(np.abs(ratio2) > 1.0)
+        if 0 < len(failed) <= 400:
+            row[0].scatter(failed[:, 1], failed[:, 0], marker="x", s=12, c="k", linewidths=0.6)
+        row[0].set_title("(analytic - numeric) / allowed;  |.| > 1 fails (x)", fontsize=9)
+        scale = max(float(np.max(np.abs(a2))), float(np.max(np.abs(n2))), 1e-300)
+        for ax, values, what in ((row[1], a2, "analytic (backward)"), (row[2], n2, "numeric")):
+            im = ax.imshow(
+                values,
+                cmap="PuOr_r",
+                vmin=-scale,
+                vmax=scale,
+                aspect="auto",
+                interpolation="nearest",
+            )
+            sub.colorbar(im, ax=ax).ax.tick_params(labelsize=7)
+            ax.set_title(what, fontsize=9)
+        for ax in row:
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if ratio2.shape[0] == 1:
+                ax.set_yticks([])
+
+    def write(fh: IO[bytes]) -> None:
+        fig.savefig(fh, format="png", dpi=dpi)
+
+    write.binary = True  # type: ignore[attr-defined]
+    write_atomic(path, write)
+
+
+def prepare_picture_folder(folder: str) -> None:
+    """Make sure error pictures can be written to ``folder`` (created if missing) and that
+    matplotlib imports; ``ValueError`` or :class:`MatplotlibMissing` say what is wrong."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--plots {folder}: exists and is not a folder")
+    require_matplotlib()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--plots {folder}: cannot create the folder: {exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--plots {folder}: the folder is not writable")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "layer"
+
+
+def write_error_pictures(
+    results: Sequence[CheckResult], folder: str, link_from: Optional[str] = None
+) -> Dict[int, str]:
+    """One PNG per failing check with something to draw, in ``folder``; needs matplotlib.
+
+    Files are named ``NNN-<layer>-<shape>-seed<seed>.png`` (``NNN`` the result's position).
+    Returns ``{index in results: link}``, the link relative to the folder ``link_from`` (where
+    the Markdown report is written), or the path as written when ``link_from`` is ``None``.
+    """
+    prepare_picture_folder(folder)
+    links: Dict[int, str] = {}
+    for i, r in enumerate(results):
+        if r.status != "fail" or not drawable_arguments(r):
+            continue
+        shape = "x".join(str(s) for s in r.shape)
+        path = os.path.join(folder, f"{i:03d}-{_slug(r.layer)}-{shape}-seed{r.seed}.png")
+        draw_error_picture(r, path)
+        link = path if link_from is None else os.path.relpath(os.path.abspath(path), link_from)
+        links[i] = link.replace(os.sep, "/")
+    return links

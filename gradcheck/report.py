@@ -1,14 +1,16 @@
 """The gradient-error report: its data model and its renderers (text, JSON, Markdown, JUnit XML).
 
-The JSON document follows ``docs/report-schema.json`` (``schema_version`` 1)::
+The JSON document follows ``docs/report-schema.json`` (``schema_version`` 2)::
 
-    {"schema_version": 1, "tool": {...}, "config": {...}, "notes": [...],
+    {"schema_version": 2, "tool": {...}, "config": {...}, "notes": [...],
      "results": [{"layer", "shape", "seed", "status", "max_abs_error", "rel_error",
-                  "arguments": [{"name", "kind", "worst": [...]}], "findings", ...}],
+                  "arguments": [{"name", "kind", "worst": [...], "diagnosis"}], "findings",
+                  ..., "plot" (with --plots)}],
      "summary": {"total", "pass", "fail", "error", "inconclusive", "ok", ...},
      "load_errors": [{"entry_point", "error"}]}
 
-Adding a key is compatible; renaming, removing or retyping one bumps ``SCHEMA_VERSION``.
+Adding an optional key is compatible; renaming, removing or retyping one, or adding a required
+one, bumps ``SCHEMA_VERSION`` (2 added each argument's ``diagnosis``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .result import STATUS_ORDER, ArgumentResult, CheckResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMATS: Tuple[str, ...] = ("text", "json", "markdown", "junit")
 
 
@@ -34,6 +36,8 @@ class Report:
     ``notes`` are sentences every renderer shows above the summary (for example the looser
     tolerance that ``--allow-float32`` implies). ``interrupted``: the run was stopped (Ctrl-C)
     and ``results`` holds only the checks that finished; such a report is never ``ok``.
+    ``plots`` maps the index of a result in ``results`` to the path of its error picture
+    (``--plots``), as the reports link it.
     """
 
     results: List[CheckResult]
@@ -43,6 +47,7 @@ class Report:
     elapsed: float = 0.0
     notes: List[str] = field(default_factory=list)
     interrupted: bool = False
+    plots: Dict[int, str] = field(default_factory=dict)
 
     def counts(self) -> Dict[str, int]:
         counts = {s: 0 for s in STATUS_ORDER}
@@ -95,7 +100,10 @@ class Report:
             "tool": {"name": "gradcheck", "version": __version__},
             "config": _json_safe(self.config),
             "notes": list(self.notes),
-            "results": [_json_safe(r.to_dict()) for r in self.results],
+            "results": [
+                _json_safe({**r.to_dict(), **({"plot": self.plots[i]} if i in self.plots else {})})
+                for i, r in enumerate(self.results)
+            ],
             "summary": self.summary(),
             "load_errors": [{"entry_point": n, "error": e} for n, e in self.load_errors],
         }
@@ -169,6 +177,8 @@ def explain(r: CheckResult) -> str:
             f"rel error {c.rel_error:.3e}, rtol {c.rtol:.2e}, atol {c.atol:.2e}, "
             f"{c.n_failed}/{c.n_entries} {unit} beyond tolerance"
         )
+        if a.diagnosis is not None:
+            lines.append(f"    diagnosis ({a.diagnosis.kind}): {a.diagnosis.message}")
         if a.status == "pass" or not c.worst:
             continue
         rows = [
@@ -211,6 +221,37 @@ def explain(r: CheckResult) -> str:
     return _printable("\n".join(lines))
 
 
+def decisive_tolerance(r: CheckResult) -> Optional[Tuple[str, float]]:
+    """Which term of the tolerance decided the check, and its value: ``("atol", 2.1e-09)`` or
+    ``("rtol", 1.5e-08)``.
+
+    The deciding entry is the worst argument's worst entry (the one nearest to, or furthest
+    beyond, what it may differ by); its tolerance is ``atol_i + rtol * |numeric_i|``, and the
+    larger term is what allowed (or refused) it. Reading the entry's own tolerance rather than
+    the comparison's ``atol`` keeps this right for a per-entry absolute floor. ``None`` when
+    nothing was compared.
+    """
+    w = r.worst
+    if w is None:
+        return None
+    c = w.comparison
+    if not c.worst:
+        return ("rtol", c.rtol)
+    e = c.worst[0]
+    relative = c.rtol * abs(e.numeric)
+    absolute = e.tolerance - relative
+    return ("atol", absolute) if absolute > relative else ("rtol", c.rtol)
+
+
+def _tolerance_cell(r: CheckResult) -> str:
+    decisive = decisive_tolerance(r)
+    return "-" if decisive is None else f"{decisive[0]} {decisive[1]:.1e}"
+
+
+def _diagnosed(r: CheckResult) -> List[ArgumentResult]:
+    return [a for a in r.arguments if a.diagnosis is not None]
+
+
 _COLOURS = {"pass": "32", "inconclusive": "33", "fail": "31", "error": "35"}
 
 
@@ -223,8 +264,7 @@ def render_text(report: Report, colour: bool = False) -> str:
     headers = ("layer", "shape", "seed", "mode", "max abs err", "rel err", "tolerance", "status")
     rows = []
     for r in report.results:
-        tol = r.tolerance
-        tol_s = f"rtol {tol['rtol']:.1e}" if tol else "-"
+        tol_s = _tolerance_cell(r)
         mode = r.worst.mode if r.worst is not None else r.mode
         rows.append(
             (
@@ -244,18 +284,22 @@ def render_text(report: Report, colour: bool = False) -> str:
     ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
+    for r, row in zip(report.results, rows):
         cells = [c.ljust(w) for c, w in zip(row, widths)]
         # Colour the last cell only, and after padding, so escape codes never skew the columns.
         cells[-1] = _paint(row[-1], _COLOURS[row[-1]], colour)
         lines.append("  ".join(cells).rstrip())
-    details = [r for r in report.results if r.status != "pass"]
+        for a in _diagnosed(r):
+            lines.append(_printable(f"  diagnosis of {a.name}: {a.diagnosis.message}"))  # type: ignore[union-attr]
+    details = [(i, r) for i, r in enumerate(report.results) if r.status != "pass"]
     if details:
         lines.append("")
         lines.append("Details of checks that did not pass:")
-        for r in details:
+        for i, r in details:
             lines.append("")
             lines.append(explain(r))
+            if i in report.plots:
+                lines.append(f"  error picture: {report.plots[i]}")
     if report.load_errors:
         lines.append("")
     for name, err in report.load_errors:
@@ -285,7 +329,6 @@ def render_markdown(report: Report) -> str:
     lines.append("|---|---|---|---|---:|---:|---:|---|")
     for r in report.results:
         mode = r.worst.mode if r.worst is not None else r.mode
-        tol = r.tolerance
         mark = {
             "pass": "pass",
             "fail": "**FAIL**",
@@ -294,15 +337,25 @@ def render_markdown(report: Report) -> str:
         }[r.status]
         lines.append(
             f"| `{_md_cell(r.layer)}` | {_shape(r)} | {r.seed} | {mode} | {_fmt(_abs_err(r))} "
-            f"| {_fmt(_rel_err(r))} | {'-' if not tol else format(tol['rtol'], '.1e')} "
-            f"| {mark} |"
+            f"| {_fmt(_rel_err(r))} | {_tolerance_cell(r)} | {mark} |"
         )
-    for r in (r for r in report.results if r.status != "pass"):
+        for a in _diagnosed(r):
+            # A row of its own under the failing one: Markdown tables have no spanning cells.
+            message = _md_cell(_printable(a.diagnosis.message))  # type: ignore[union-attr]
+            lines.append(f"| ↳ `{_md_cell(a.name)}`: {message} | | | | | | | |")
+    for i, r in enumerate(report.results):
+        if r.status == "pass":
+            continue
+        picture = []
+        if i in report.plots:
+            alt = f"error picture of {r.layer} {_shape(r)} seed {r.seed}"
+            picture = [f"![{_md_cell(alt)}]({report.plots[i]})", ""]
         lines += [
             "",
             f"<details><summary>{_md_cell(r.layer)} {_shape(r)} seed {r.seed}: "
             f"{r.status}</summary>",
             "",
+            *picture,
             "```text",
             explain(r),
             "```",

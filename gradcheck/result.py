@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from .compare import Comparison
 
 STATUS_ORDER = ("pass", "inconclusive", "fail", "error")
@@ -37,6 +39,60 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Diagnosis:
+    """What kind of mistake a failing gradient contains: a *mistake signature*.
+
+    Found by :mod:`gradcheck.diagnosis`, and only ever reported when the analytic gradient,
+    corrected by the signature, passes the very comparison the check made. ``kind`` is one of
+    :data:`gradcheck.diagnosis.KINDS`; ``message`` is one human sentence. The other fields belong
+    to particular kinds and are ``None`` elsewhere:
+
+    ``factor``, ``factor_name``  scale: analytic = numeric x factor; the name ("-1", "1/N", ...)
+                                 when the factor is one of the named constants
+    ``axis``                     offset: the discrepancy is the same along this axis
+    ``axes``                     transpose: the permutation that takes the analytic gradient
+                                 (or, with ``operand == "dy"``, dy) to the numeric layout
+    ``operand``                  transpose: ``"gradient"`` or ``"dy"`` (backward(dy^T) is right)
+    ``rows``, ``columns``        rows / columns: where the discrepancy is confined
+    ``entries``                  entries: the indices it is confined to
+    ``other``                    swapped: the argument whose numeric gradient this one equals
+    ``count``                    zero: how many entries are zero where the gradient is not
+    """
+
+    kind: str
+    message: str
+    factor: Optional[float] = None
+    factor_name: Optional[str] = None
+    axis: Optional[int] = None
+    axes: Optional[Tuple[int, ...]] = None
+    operand: Optional[str] = None
+    rows: Optional[Tuple[int, ...]] = None
+    columns: Optional[Tuple[int, ...]] = None
+    entries: Optional[Tuple[Tuple[int, ...], ...]] = None
+    other: Optional[str] = None
+    count: Optional[int] = None
+
+    @property
+    def label(self) -> str:
+        """The kind, with the factor's name for a named scale: ``"scale 1/N"``, ``"offset"``."""
+        return f"{self.kind} {self.factor_name}" if self.factor_name else self.kind
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"kind": self.kind, "message": self.message}
+        for key in ("factor", "factor_name", "axis", "operand", "other", "count"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        for key in ("axes", "rows", "columns"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value)
+        if self.entries is not None:
+            out["entries"] = [list(e) for e in self.entries]
+        return out
+
+
+@dataclass(frozen=True)
 class ArgumentResult:
     """The comparison for one differentiated argument: the input ``x`` or one parameter."""
 
@@ -54,6 +110,13 @@ class ArgumentResult:
     # in full mode, not at all).
     resolves_entry: Optional[float] = None
     resolves_gradient: Optional[float] = None
+    # Full mode only: the compared arrays (shape of the argument), kept for the diagnosis and
+    # the error pictures; not part of the JSON report, which stays small.
+    analytic: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    numeric: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    error_estimate: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    # A failing full-mode argument's mistake signature (gradcheck.diagnosis), or None.
+    diagnosis: Optional[Diagnosis] = None
 
     @property
     def status(self) -> str:
@@ -90,6 +153,7 @@ class ArgumentResult:
                 }
                 for e in c.worst
             ],
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
         }
 
 

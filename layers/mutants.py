@@ -3,13 +3,16 @@
 The mutation self-test (``gradcheck mutants``) runs the standard battery on each of these and
 expects every one to be caught: a harness that passes a wrong backward proves nothing. Each
 mutant is one realistic mistake, of the kind people make when deriving by hand; its docstring
-says which.
+says which. Where the mistake has a simple *mistake signature* (``gradcheck.diagnosis``), the
+mutant declares it in ``signature`` (a label such as ``"scale 1/N"`` or ``"offset"``), and the
+self-test also counts whether the diagnosis names it; ``None`` declares that no signature of the
+catalogue describes the mistake, so none may be reported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -32,6 +35,7 @@ class Mutant:
     factory: Callable[[], Any]
     shapes: Tuple[Tuple[int, int], ...] = ((8, 3), (16, 5))
     input: str = "matrix"
+    signature: Optional[str] = None  # the diagnosis label expected, where one applies
 
 
 # -- centering --------------------------------------------------------------------------------
@@ -53,6 +57,19 @@ class CenterElementwise(Center):
         super().backward(dy)
         m = dy.shape[self._ax]
         return (1.0 - 1.0 / m) * dy
+
+
+class CenterLoopFromOne(Center):
+    """Subtracts ``mean(dy)`` in a loop over the examples that starts at 1 instead of 0: the
+    first example keeps ``dy`` unchanged (an off-by-one)."""
+
+    def backward(self, dy: Array) -> Array:
+        super().backward(dy)
+        dx = np.array(dy, dtype=np.float64, copy=True)
+        mean = dy.mean(axis=-2)
+        for i in range(1, dy.shape[-2]):
+            dx[..., i, :] -= mean
+        return dx
 
 
 # -- dense ------------------------------------------------------------------------------------
@@ -79,6 +96,36 @@ class DenseBiasMean(Dense):
     def backward(self, dy: Array) -> Array:
         dx = super().backward(dy)
         self.grads["b"] = dy.mean(axis=0)
+        return dx
+
+
+class DenseNoBiasGradient(Dense):
+    """Treats the bias as a constant: ``grads["b"]`` is left at zeros."""
+
+    def backward(self, dy: Array) -> Array:
+        dx = super().backward(dy)
+        self.grads["b"] = np.zeros_like(self.grads["b"])
+        return dx
+
+
+class DenseWeightTransposed(Dense):
+    """``dW = dy^T x`` instead of ``x^T dy`` (shapes only agree for a square ``W``)."""
+
+    def backward(self, dy: Array) -> Array:
+        dx = super().backward(dy)
+        self.grads["W"] = self.grads["W"].T.copy()
+        return dx
+
+
+class DenseWeightFromCenteredInput(Dense):
+    """``dW = Xc^T dy`` with the batch-centered input (a cache shared with a batch-norm
+    backward): off by ``mean(x)^T sum(dy)``, an outer product."""
+
+    def backward(self, dy: Array) -> Array:
+        dx = super().backward(dy)
+        x = self.cache["x"].reshape(-1, self.n_in)
+        xc = x - x.mean(axis=0)
+        self.grads["W"] = xc.T @ np.asarray(dy).reshape(-1, self.n_out)
         return dx
 
 
@@ -116,6 +163,18 @@ class StandardizeNoVariancePath(Standardize):
         return inv_std * (dy - dy.mean(axis=-2, keepdims=True))
 
 
+class StandardizeLoopStopsShort(Standardize):
+    """Fills ``dx`` feature by feature in a loop that stops one short (``range(D - 1)``): the
+    last feature keeps ``dy``."""
+
+    def backward(self, dy: Array) -> Array:
+        full = super().backward(dy)
+        dx = np.array(dy, dtype=np.float64, copy=True)
+        for j in range(dy.shape[-1] - 1):
+            dx[..., j] = full[..., j]
+        return dx
+
+
 # -- whitening --------------------------------------------------------------------------------
 
 
@@ -139,14 +198,27 @@ class ZCANoCovariancePath(ZCAWhitening):
 
 class ZCANoSymmetrization(ZCAWhitening):
     """Uses ``dL/dSigma`` without symmetrizing it, with ``(2/N) Xc dL/dSigma`` (which assumes a
-    symmetric ``dL/dSigma``): the paper's second switch."""
+    symmetric ``dL/dSigma``): the paper's second switch.
+
+    Offers the diagnosis hook ``backward_symmetrized`` (see :mod:`gradcheck.diagnosis`): the
+    same chain with ``dL/dSigma`` replaced by its symmetric part where it is formed.
+    """
 
     def backward(self, dy: Array) -> Array:
+        return self._chain(dy, symmetrize=False)
+
+    def backward_symmetrized(self, dy: Array) -> Array:
+        """This backward with ``dL/dSigma`` replaced by ``(G + G^T) / 2``: the diagnosis hook."""
+        return self._chain(dy, symmetrize=True)
+
+    def _chain(self, dy: Array, symmetrize: bool) -> Array:
         super().backward(dy)
         xc, w, lam, q, dy = _zca_parts(self, dy)
         s = np.sqrt(lam)
         f = -1.0 / (s[..., :, None] * s[..., None, :] * (s[..., :, None] + s[..., None, :]))
         sigma_bar = q @ (f * (_t(q) @ (_t(xc) @ dy) @ q)) @ _t(q)
+        if symmetrize:
+            sigma_bar = _sym(sigma_bar)
         return _uncenter(self, dy @ _t(w) + (2.0 / xc.shape[-2]) * (xc @ sigma_bar))
 
 
@@ -209,6 +281,16 @@ def _dbn_with_random_gamma() -> DecorrelatedBatchNorm:
     return layer
 
 
+class DBNGammaBetaSwapped(DecorrelatedBatchNorm):
+    """Writes the gradient of ``beta`` into ``grads["gamma"]`` and that of ``gamma`` into
+    ``grads["beta"]``: two keys exchanged."""
+
+    def backward(self, dy: Array) -> Array:
+        dx = super().backward(dy)
+        self.grads = {"gamma": self.grads["beta"], "beta": self.grads["gamma"]}
+        return dx
+
+
 # -- softmax cross-entropy and activations ---------------------------------------------------
 
 
@@ -218,6 +300,17 @@ class SoftmaxCENoMean(SoftmaxCrossEntropy):
     def backward(self) -> Array:  # type: ignore[override]
         grad = super().backward()
         return grad * grad.shape[-2]
+
+
+class SoftmaxCEForgetsTarget(SoftmaxCrossEntropy):
+    """Returns ``p / N``: forgets to subtract the one-hot target, so each example's target
+    entry is off by ``1/N`` and no other entry is."""
+
+    def backward(self) -> Array:  # type: ignore[override]
+        grad = super().backward()
+        labels = self.cache["labels"]
+        onehot = np.arange(grad.shape[-1]) == labels[:, None]
+        return grad + onehot / grad.shape[-2]
 
 
 class SigmoidWrongDerivative(Sigmoid):
@@ -253,6 +346,7 @@ def mutant_catalogue() -> List[Mutant]:
             "center",
             "backward forgets to subtract mean(dy)",
             CenterForgetsMean,
+            signature="offset",
         ),
         Mutant(
             "center-elementwise",
@@ -261,7 +355,19 @@ def mutant_catalogue() -> List[Mutant]:
             CenterElementwise,
         ),
         Mutant(
-            "dense-sign-flip", "dense", "sign flip", lambda: DenseSignFlip(5, 3), ((8, 5), (1, 5))
+            "center-loop-from-one",
+            "center",
+            "off-by-one: the loop over examples starts at 1",
+            CenterLoopFromOne,
+            signature="rows",
+        ),
+        Mutant(
+            "dense-sign-flip",
+            "dense",
+            "sign flip",
+            lambda: DenseSignFlip(5, 3),
+            ((8, 5), (1, 5)),
+            signature="scale -1",
         ),
         Mutant(
             "dense-missing-transpose",
@@ -271,11 +377,36 @@ def mutant_catalogue() -> List[Mutant]:
             ((8, 4),),
         ),
         Mutant(
+            "dense-weight-transposed",
+            "dense",
+            "dW = dy^T x: the weight gradient transposed",
+            lambda: DenseWeightTransposed(4, 4),
+            ((8, 4), (16, 4)),
+            signature="transpose",
+        ),
+        Mutant(
+            "dense-weight-centered-input",
+            "dense",
+            "dW from the batch-centered input",
+            lambda: DenseWeightFromCenteredInput(5, 3),
+            ((8, 5), (16, 5)),
+            signature="rank-one",
+        ),
+        Mutant(
             "dense-bias-mean",
             "dense",
             "db = mean(dy): 1/N where none belongs",
             lambda: DenseBiasMean(5, 3),
             ((8, 5),),
+            signature="scale 1/N",
+        ),
+        Mutant(
+            "dense-no-bias-gradient",
+            "dense",
+            "bias treated as a constant: db = 0",
+            lambda: DenseNoBiasGradient(5, 3),
+            ((8, 5),),
+            signature="zero",
         ),
         Mutant(
             "dense-accumulates",
@@ -297,6 +428,13 @@ def mutant_catalogue() -> List[Mutant]:
             StandardizeNoVariancePath,
         ),
         Mutant(
+            "standardize-loop-stops-short",
+            "standardize",
+            "off-by-one: the loop over features stops one short",
+            StandardizeLoopStopsShort,
+            signature="columns",
+        ),
+        Mutant(
             "zca-no-covariance-path",
             "zca-eigh",
             "covariance path of whitening dropped",
@@ -309,6 +447,7 @@ def mutant_catalogue() -> List[Mutant]:
             "dL/dSigma not symmetrized",
             ZCANoSymmetrization,
             ((16, 4), (4, 6)),
+            signature="symmetric-part",
         ),
         Mutant(
             "zca-unbiased",
@@ -330,6 +469,7 @@ def mutant_catalogue() -> List[Mutant]:
             "right only for symmetric dy",
             ZCADyTransposed,
             ((6, 6), (4, 4)),
+            signature="transpose",
         ),
         Mutant(
             "zca-off-1e-4",
@@ -337,6 +477,7 @@ def mutant_catalogue() -> List[Mutant]:
             "gradient off by a relative 1e-4",
             ZCAOffByRelative1e4,
             ((16, 4), (4, 6)),
+            signature="scale",
         ),
         Mutant(
             "dbn-forgets-gamma",
@@ -346,16 +487,40 @@ def mutant_catalogue() -> List[Mutant]:
             ((16, 5),),
         ),
         Mutant(
+            "dbn-gamma-beta-swapped",
+            "dbn",
+            "gradients of gamma and beta exchanged",
+            lambda: DBNGammaBetaSwapped(num_features=5),
+            ((16, 5),),
+            signature="swapped",
+        ),
+        Mutant(
             "softmax-ce-no-mean",
             "softmax-ce",
             "missing the 1/N of the mean",
             SoftmaxCENoMean,
             ((8, 3), (16, 10)),
             "logits",
+            signature="scale N",
+        ),
+        Mutant(
+            "softmax-ce-forgets-target",
+            "softmax-ce",
+            "p/N: the one-hot target not subtracted",
+            SoftmaxCEForgetsTarget,
+            ((8, 10), (16, 10)),
+            "logits",
+            signature="entries",
         ),
         Mutant(
             "sigmoid-wrong-derivative", "sigmoid", "sigma' taken as sigma", SigmoidWrongDerivative
         ),
-        Mutant("leaky-relu-as-relu", "leaky-relu", "negative slope dropped", LeakyReLUAsReLU),
+        Mutant(
+            "leaky-relu-as-relu",
+            "leaky-relu",
+            "negative slope dropped",
+            LeakyReLUAsReLU,
+            signature="zero",
+        ),
         Mutant("tanh-mutates-dy", "tanh", "right gradient, computed in place in dy", TanhMutatesDy),
     ]

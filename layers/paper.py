@@ -262,6 +262,20 @@ class PaperDBNWhitening(Layer):
         dx = paper_backward(_t(dy) if rows else dy, cache, self.transpose_fix, self.symmetrize)
         return _t(dx) if rows else dx
 
+    def backward_symmetrized(self, dy: Array) -> Array:
+        """This variant's chain with (B5)'s ``P = dL/dSigma`` symmetrized, whatever the switch.
+
+        The hook of the ``symmetric-part`` mistake signature (``gradcheck.diagnosis``): when
+        this passes where :meth:`backward` fails, the missing symmetrization is the whole
+        mistake. Same shapes and protocol as :meth:`backward`.
+        """
+        cache = self._require_cache()
+        dy = check_upstream(self.name, "dy", dy, cache["shape"])
+        self.grads = {}
+        rows = self.layout == "rows"
+        dx = paper_backward(_t(dy) if rows else dy, cache, self.transpose_fix, True)
+        return _t(dx) if rows else dx
+
     def spectrum(self) -> Array:
         """Eigenvalues of the last forward's ``Sigma`` (eps included), ascending, ``(..., d)``."""
         self._require_cache("spectrum")
@@ -423,7 +437,7 @@ def register_paper_variants() -> None:
     from gradcheck.registry import register_layer
 
     shapes = [(8, 3), (16, 5)]
-    forms = (
+    forms: Tuple[Tuple[str, Dict[str, Any], str], ...] = (
         ("", {}, "eig route, centered"),
         ("-svd", {"route": "svd"}, "the authors' SVD route (eps on the singular values)"),
         ("-uncentered", {"center": False}, "eig route, without centering"),

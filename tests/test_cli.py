@@ -263,7 +263,7 @@ def test_json_report_follows_the_schema(validator):
     assert proc.returncode == 0
     doc = json.loads(proc.stdout)
     assert_valid(validator, doc)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["summary"]["total"] == len(doc["results"]) > 0
     assert doc["summary"]["ok"] is True
     assert all(r["layer"].startswith("zca") and r["seed"] == 3 for r in doc["results"])

@@ -110,8 +110,10 @@ def test_text_table_is_aligned_and_coloured_only_on_request(results):
     assert "\033[" not in plain
     table = plain.split("\n\n")[0].splitlines()
     status_col = table[0].index("status")
-    assert all(len(line) >= status_col for line in table[2:])
-    assert [line[status_col:].strip() for line in table[2:]] == ["pass", "fail", "fail", "error"]
+    # A failing row may be followed by its diagnosis, indented, which is not a table row.
+    rows = [line for line in table[2:] if not line.startswith("  diagnosis of ")]
+    assert all(len(line) >= status_col for line in rows)
+    assert [line[status_col:].strip() for line in rows] == ["pass", "fail", "fail", "error"]
     coloured = render_text(report, colour=True)
     assert "\033[31mfail\033[0m" in coloured and "\033[32mpass\033[0m" in coloured
     assert "\033[31mFAILED: 4 checks" in coloured
@@ -217,3 +219,21 @@ def test_write_atomic_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     os.chmod(path, 0o640)
     write_atomic(str(path), "new\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_the_tolerance_column_names_the_term_that_decided():
+    """The column used to say 'rtol 1.5e-08' whatever decided, so a pass on atol read like a
+    fail; it now names the larger term of the worst entry's tolerance."""
+    from gradcheck.report import decisive_tolerance
+
+    on_atol = check_layer(Scale(), X, seed=0, mode="full")
+    on_rtol = check_layer(Scale(), X, seed=0, mode="full", atol=0.0)
+    assert on_atol.passed and on_rtol.passed
+    kind, value = decisive_tolerance(on_atol)
+    worst = on_atol.worst.comparison.worst[0]
+    rtol = on_atol.worst.comparison.rtol
+    assert kind == "atol" and value == pytest.approx(worst.tolerance - rtol * abs(worst.numeric))
+    assert decisive_tolerance(on_rtol) == ("rtol", on_rtol.worst.comparison.rtol)
+    text = render_text(Report([on_atol, on_rtol]))
+    assert f"atol {value:.1e}" in text and "rtol 1.5e-08" in text
+    assert f"| atol {value:.1e} | pass |" in render_markdown(Report([on_atol]))
