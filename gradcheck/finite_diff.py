@@ -97,6 +97,7 @@ RECOVERY_TEXT = {
     RECOVERY_FAILED: "no stencil (the forward is not finite on either side at any step tried)",
 }
 # Steps tried, as fractions of the base step, before a direction falls back to one-sided stencils.
+_EDGE_SAFETY = 4.0
 # Every level is tried for the affected directions (few, in practice: the entries next to a pole
 # or a domain edge), and the finite one with the smallest error estimate is kept: the first
 # finite level is often still far too coarse for the function's scale near the edge.
@@ -451,6 +452,36 @@ def _evaluate(
     return raw
 
 
+def _consistent_level(levels: Sequence[_Raw]) -> Tuple[Array, Array]:
+    """Per direction, the level to keep among estimates at steps shrinking level by level.
+
+    The coarsest pair of successive finite levels whose values agree within three times their
+    combined error estimates is taken as converged, and the finer of the two is chosen, its
+    error raised (in place, on ``levels``) to at least the pair's difference over
+    ``16^2 - 1``: the leading ``h^2`` term shrinks 256-fold from one level to the next, so
+    that is what the difference says of the finer one (an overestimate for higher orders).
+    A single level's own error estimate assumes the asymptotic regime, which near a pole or the
+    edge of a domain the first finite step is often far from. Returns the chosen level (-1:
+    none finite) and whether it was confirmed by such a pair (else it is the finest finite
+    level, unconfirmed).
+    """
+    n = levels[0].value.size
+    choice = np.full(n, -1)
+    agreed = np.zeros(n, dtype=bool)
+    for j in range(len(levels) - 1):
+        a, b = levels[j], levels[j + 1]
+        with np.errstate(invalid="ignore", over="ignore"):
+            gap = np.abs(a.value - b.value)
+            ok = a.finite & b.finite & (gap <= 3.0 * (a.error + b.error)) & ~agreed
+        choice[ok] = j + 1
+        b.error[ok] = np.maximum(b.error[ok], gap[ok] / 255.0)
+        agreed |= ok
+    for j in range(len(levels) - 1, -1, -1):
+        unset = (choice < 0) & levels[j].finite
+        choice[unset] = j
+    return choice, agreed
+
+
 def _one_sided(
     outputs: Outputs,
     x: Array,
@@ -588,16 +619,21 @@ def directional_derivatives(
     side = raw.side.copy()
     bad = np.flatnonzero(~raw.finite)
     if bad.size:
-        best_error = np.full(bad.size, np.inf)
-        for shrink in _SHRINK:
-            retry = _evaluate(outputs, x, w, directions, bad, step[bad] * shrink, method, y0, chunk)
-            evaluations += 2 * n_off * bad.size
-            take = retry.finite & ~(retry.error >= best_error)
+        levels = [
+            _evaluate(outputs, x, w, directions, bad, step[bad] * shrink, method, y0, chunk)
+            for shrink in _SHRINK
+        ]
+        evaluations += 2 * n_off * bad.size * len(_SHRINK)
+        choice, agreed = _consistent_level(levels)
+        for j, level in enumerate(levels):
+            take = choice == j
             for name in _RAW_FIELDS:
-                getattr(raw, name)[bad[take]] = getattr(retry, name)[take]
-            best_error[take] = retry.error[take]
-            recovery[bad[take]] = RECOVERY_SMALLER
-        bad = bad[~np.isfinite(best_error)]
+                getattr(raw, name)[bad[take]] = getattr(level, name)[take]
+        # Finite somewhere, but no two successive levels agree: the function changes on a
+        # scale below every step tried; the value stands with no claim of accuracy.
+        raw.error[bad[(choice >= 0) & ~agreed]] = np.inf
+        recovery[bad[choice >= 0]] = RECOVERY_SMALLER
+        bad = bad[choice < 0]
     one_sided = np.zeros(n_directions, dtype=bool)
     if bad.size:
         # No two-sided step stays finite: a stencil on the side that does, at the base step
@@ -655,6 +691,9 @@ def directional_derivatives(
         error = np.where(
             hopeless, np.inf, np.where(raw.unconverged, error + raw.largest_delta, error)
         )
+    # Next to a pole or the edge of the domain the expansion behind every error estimate
+    # converges slowly, and two levels or a tableau judge it roughly: a safety factor there.
+    error = np.where(recovery != RECOVERY_NONE, _EDGE_SAFETY * error, error)
     value = np.where(failed, np.nan, raw.value)
     error = np.where(failed | ~np.isfinite(error) | ~np.isfinite(value), np.inf, error)
     touched = recovery != RECOVERY_NONE
@@ -764,6 +803,46 @@ def _richardson(
             recovery[refine[better]] = (
                 RECOVERY_NONE if fine.recovery is None else fine.recovery[better]
             )
+        # Where a coarser candidate did not converge, the function bends on a scale between
+        # the steps: the finest candidate's own convergence test has only three points and
+        # can be fooled there, so it must agree with estimates at smaller steps too.
+        doubtful = refine[np.isfinite(error[refine]) & ~np.isfinite(coarse.error[refine])]
+        if doubtful.size:
+            levels = [
+                directional_derivatives(
+                    outputs,
+                    x,
+                    w,
+                    lambda j: directions(doubtful[j]),
+                    doubtful.size,
+                    used[doubtful] * shrink,
+                    method="five-point",
+                    chunk=chunk,
+                )
+                for shrink in (1.0, 1.0 / 16.0, 1.0 / 256.0, 1.0 / 4096.0)
+            ]
+            evaluations += sum(level.evaluations for level in levels)
+            as_raw = [
+                _Raw(
+                    level.value,
+                    level.error,
+                    *(np.zeros(doubtful.size) for _ in range(4)),
+                    np.zeros(doubtful.size, dtype=bool),
+                    np.zeros(doubtful.size),
+                    np.isfinite(level.error),
+                    np.zeros(doubtful.size),
+                    level.step,
+                    np.zeros(doubtful.size, dtype=bool),
+                )
+                for level in levels
+            ]
+            choice, agreed = _consistent_level(as_raw)
+            for j, level in enumerate(levels):
+                take = choice == j
+                value[doubtful[take]] = level.value[take]
+                error[doubtful[take]] = level.error[take]
+                used[doubtful[take]] = level.step[take]
+            error[doubtful[~agreed]] = np.inf
     touched = recovery != RECOVERY_NONE
     return Estimate(
         value,
@@ -774,6 +853,12 @@ def _richardson(
         recovery if touched.any() else None,
         coarse.nonfinite_side if touched.any() else None,
     )
+
+
+def _power_of_two_below(h: Array) -> Array:
+    """The largest power of two not above each ``h`` (``h > 0``)."""
+    mantissa, exponent = np.frexp(np.asarray(h, dtype=np.float64))
+    return np.ldexp(np.ones_like(mantissa), exponent - 1)
 
 
 def partial_derivatives(
@@ -788,8 +873,8 @@ def partial_derivatives(
     """Estimate ``dL/dx_i`` for every entry ``i`` of ``x`` (or the flat ``indices`` given).
 
     The step of entry ``i`` is ``eps^p * max(typical, |x_i|)`` (``typical``: the median nonzero
-    ``|x_i|``, see :func:`typical_scale`), rounded so that ``x_i + h`` and
-    ``x_i - h`` are exactly representable distances from ``x_i`` (for the two-sided stencils).
+    ``|x_i|``, see :func:`typical_scale`), rounded down to a power of two so that every stencil
+    point ``x_i +- k h`` is exact.
     Returns arrays of shape ``(len(indices),)``, or ``x.shape`` when ``indices`` is ``None``.
     """
     flat = np.ravel(x)
@@ -797,9 +882,13 @@ def partial_derivatives(
     h = base_step(method, flat[idx_all], typical=typical_scale(flat))
     textbook = base_step(method, flat[idx_all])
     if method != "complex-step":
-        # Make the step exactly representable so the stencil's x +- h is what the formula assumes.
-        h = (flat[idx_all] + h) - flat[idx_all]
-        textbook = (flat[idx_all] + textbook) - flat[idx_all]
+        # Steps rounded down to powers of two: every stencil point x_i +- k h (k = 1, 2, 4, 8)
+        # and every smaller step tried near a pole (h / 16^j) is then exact, so the stencil's
+        # offsets are what the formula assumes. (A rounded point would be off by up to half an
+        # ulp of x_i, an error of |g_i| ulp(x_i) / h that no output-based floor sees, and which
+        # dominates next to a pole, where |g_i| is huge.)
+        h = _power_of_two_below(h)
+        textbook = _power_of_two_below(textbook)
 
     def unit_directions(j: Array) -> Array:
         v = np.zeros((len(j), flat.size))
