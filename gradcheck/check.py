@@ -333,14 +333,14 @@ class _Checker:
     def nearby(self, purpose: int, count: int) -> Array:
         """``count`` inputs ``(count, *x.shape)`` near ``x``, from the harness's stream.
 
-        Each entry moves by about 1e-3 of its size (at least 1e-6 of the largest entry): far
-        enough to change every cache and statistic well beyond rounding, near enough that a
-        layer with a restricted domain (a log, a square root) stays inside it.
+        Each entry is scaled by ``1 + 1e-3 z`` (``z`` standard normal): far enough to change
+        every cache and statistic well beyond rounding, and sign-preserving, so a layer with a
+        domain such as ``x > 0`` (a log, a square root) stays inside it. An all-zero ``x`` is
+        moved by ``1e-3 z`` instead.
         """
         x = np.asarray(self.x, dtype=np.float64)
         z = harness_rng(self.seed, purpose).standard_normal((count, *x.shape))
-        top = float(np.max(np.abs(x), initial=0.0)) or 1.0
-        moved = x + 1e-3 * z * np.maximum(np.abs(x), 1e-3 * top)
+        moved = x * (1.0 + 1e-3 * z) if np.any(x) else 1e-3 * z
         return moved.astype(self.x.dtype)
 
     # -- the steps ---------------------------------------------------------------------------
