@@ -10,7 +10,7 @@ otherwise.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -224,25 +224,31 @@ class LayerObjective:
 
         return outputs
 
-    def batch_support_holds(self, probe: Array, y: Array) -> bool:
+    def batch_support_holds(
+        self, probe: Array, y: Array, known: Optional[Sequence[Optional[Array]]] = None
+    ) -> bool:
         """Whether a stacked forward of ``[x, *probes]`` gives, in every slice, the separate
         forward of that slice (``y = forward(x)`` for the first).
 
         ``probe`` is one input of the shape of ``x`` or a stack ``(k, *x.shape)`` of them, all
-        distinct from ``x``. A layer that declares ``supports_batch`` but mixes the stacked
-        batches (statistics over the whole stack, or the first slice's statistics applied to
-        every slice) gets some slice wrong, and would otherwise make every batched estimate
-        silently wrong. A probe that raises counts as a broken batch support: one input at a
-        time is always right.
+        distinct from ``x``; ``known[i]``, where given, is the separate forward of probe ``i``
+        already computed (the others are computed here). A layer that declares
+        ``supports_batch`` but mixes the stacked batches (statistics over the whole stack, or
+        the first slice's statistics applied to every slice) gets some slice wrong, and would
+        otherwise make every batched estimate silently wrong. A probe that raises counts as a
+        broken batch support: one input at a time is always right.
         """
         if not self.batched:
             return False
         probes = probe[None] if np.shape(probe) == np.shape(self.x) else probe
+        given = list(known) if known is not None else []
+        given += [None] * (len(probes) - len(given))
         stack = np.concatenate([np.asarray(self.x)[None], probes])
         try:
             stacked = self._as_output(self.forward(self._cast(stack)))
             separate = [np.asarray(y)] + [
-                self._as_output(self.forward(self._cast(p))) for p in probes
+                self._as_output(self.forward(self._cast(p))) if g is None else np.asarray(g)
+                for p, g in zip(probes, given)
             ]
         except Exception:
             return False
