@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -67,6 +67,7 @@ _THREAD_LIMIT_SIZE = 256
 
 # Purposes that separate the harness's random streams (see finite_diff.harness_rng).
 _PURPOSE_DY, _PURPOSE_TARGET, _PURPOSE_DY2, _PURPOSE_PROBE, _PURPOSE_DIRECTIONS = 1, 2, 3, 4, 10
+_PURPOSE_STALE, _PURPOSE_BATCH = 5, 6
 # Localization draws its block directions from purposes 1000 + argument number.
 _PURPOSE_LOCALIZE = 1000
 
@@ -80,10 +81,15 @@ class _Abort(Exception):
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call into the layer; an exception becomes an error finding naming what was called."""
+    """Call into the layer; an exception becomes an error finding naming what was called.
+
+    ``SystemExit`` (a layer calling ``sys.exit()``) is one of them: it ends the check, not the
+    caller's process. ``KeyboardInterrupt`` (and the runner's timeout, another
+    ``BaseException``) still reach the caller.
+    """
     try:
         return fn(*args)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise _Abort(
             Finding(f"{what}-raised", "error", f"{what} raised {type(exc).__name__}: {exc}")
         ) from exc
@@ -129,8 +135,33 @@ def _require_array(what: str, value: Any, shape: Tuple[int, ...]) -> Array:
     return np.array(arr, dtype=np.float64)
 
 
+def _dtype_problem(returned: np.dtype, expected: np.dtype) -> bool:
+    """Whether a gradient of dtype ``returned`` breaks the contract of a check in ``expected``.
+
+    A float64 check expects float64 exactly: anything narrower has lost the digits the
+    comparison needs. A float32 check (``allow_float32``) also takes float64, which is what a
+    float32 layer returns for the harness's float64 ``dy``.
+    """
+    if returned == expected:
+        return False
+    return not (expected == np.float32 and returned == np.float64)
+
+
+def _same(a: Array, b: Array) -> bool:
+    """Equal up to the rounding of a deterministic recomputation."""
+    return bool(np.allclose(a, b, rtol=1e-12, atol=1e-300))
+
+
 def _changed(before: Array, after: Any) -> Optional[float]:
     """The largest change of an array that should not have changed, or ``None``."""
+    if (
+        isinstance(after, np.ndarray)
+        and after.dtype == before.dtype
+        and after.shape == before.shape
+        and after.tobytes() == before.tobytes()
+    ):
+        # The common case, and the cheap test: this runs after every call into the layer.
+        return None
     after = np.asarray(after)
     if after.shape != before.shape:
         return float("inf")
@@ -333,79 +364,189 @@ class _Checker:
         self.name = layer_name(layer)
 
     # -- running the layer -------------------------------------------------------------------
+    #
+    # Every array handed to the layer is a private copy, kept in ``self.watched`` beside a copy
+    # of its value, and every parameter has a reference copy in ``self.params_ref``: after each
+    # call into the layer all of them are compared (``check_arguments``), so a mutation is named
+    # with the call that made it, whichever call that is. Parameters are restored at once, so
+    # that later calls and the estimate run at the values the gradients were computed at.
 
-    def forward(self) -> Any:
+    def watch(self, name: str, value: Array) -> Array:
+        """A private copy of ``value`` to hand to the layer, compared after every later call."""
+        arg = np.array(value, copy=True)
+        self.watched.append((name, arg, value.copy()))
+        return arg
+
+    def forward(self, x: Optional[Array] = None, call: str = "forward") -> Any:
+        """The layer's forward on a copy of ``x`` (default: the checked input), then
+        :meth:`check_arguments`; returns a copy of the output."""
+        arg = self.watch("x" if x is None else "x'", self.x if x is None else x)
         if self.is_loss:
-            return _call("forward", self.layer.forward, self.x, self.target)
-        return _call("forward", self.layer.forward, self.x)
+            out = _call("forward", self.layer.forward, arg, self.target)
+        else:
+            out = _call("forward", self.layer.forward, arg)
+        # A copy, so that nothing done to the layer's arrays later can change this output.
+        out = np.array(out, copy=True) if isinstance(out, np.ndarray) else out
+        self.check_arguments(call)
+        return out
 
     def backward(self, dy: Array) -> Any:
         if self.is_loss:
             return _call("backward", self.layer.backward)
-        return _call("backward", self.layer.backward, dy)
+        return _call("backward", self.layer.backward, self.watch("dy", dy))
 
-    def gradients(self, dy: Array) -> Dict[str, Array]:
-        """Run backward and collect the validated gradients of the input and the parameters."""
+    def gradients(self, dy: Array, call: str = "backward") -> Dict[str, Array]:
+        """Run backward and collect the validated gradients (float64 copies) of the input and
+        the parameters, then :meth:`check_arguments`."""
         dx = self.backward(dy)
-        grads = {"x": _require_array("backward", dx, self.x.shape)}
+        grads = {"x": self.gradient("backward", "x", dx, self.x.shape)}
         layer_grads = getattr(self.layer, "grads", None) or {}
         for key in self.param_keys:
             if key not in layer_grads:
                 raise _Abort(
                     Finding("param-grad-missing", "error", f"backward did not fill grads[{key!r}]")
                 )
-            grads[key] = _require_array(f"grads[{key!r}]", layer_grads[key], self.params[key].shape)
+            grads[key] = self.gradient(
+                f"grads[{key!r}]", f"grads[{key!r}]", layer_grads[key], np.shape(self.params[key])
+            )
+        self.check_arguments(call)
         return grads
+
+    def gradient(self, what: str, name: str, value: Any, shape: Tuple[int, ...]) -> Array:
+        """One validated gradient as float64; a narrower dtype than the check's is a finding."""
+        arr = _require_array(what, value, shape)
+        returned = np.asarray(value).dtype
+        if _dtype_problem(returned, self.dtype):
+            self.note_once(
+                "backward-dtype",
+                name,
+                f"backward returned {returned} for {name}; expected {np.dtype(self.dtype)}",
+            )
+        return arr
+
+    def note_once(self, code: str, subject: str, message: str) -> None:
+        """A ``fail`` finding, once per (code, subject): the first call that broke it is named."""
+        if (code, subject) not in self.noted:
+            self.noted.add((code, subject))
+            self.findings.append(Finding(code, "fail", message))
+
+    def check_arguments(self, call: str) -> None:
+        """Compare every array handed to the layer so far, and its parameters, with their
+        copies; name ``call`` for each change found, and put the parameters back."""
+        describe = {
+            "x": "its input x",
+            "x'": "its input (the nearby input x' of the stale-cache check)",
+            "dy": "its argument dy",
+        }
+        for name, arg, before in self.watched:
+            if (change := _changed(before, arg)) is not None:
+                self.note_once(
+                    "dy-mutated" if name == "dy" else "input-mutated",
+                    name,
+                    f"{call} modified {describe[name]} in place (max change {change:.3g})",
+                )
+        if not self.params_ref:
+            return
+        current = layer_params(self.layer)
+        for key, before in self.params_ref.items():
+            value = current.get(key)
+            if value is None:
+                message = f"{call} removed parameter {key!r}"
+            elif (change := _changed(before, value)) is not None:
+                message = f"{call} modified parameter {key!r} (max change {change:.3g})"
+            else:
+                continue
+            self.note_once("param-mutated", key, message)
+            self.restore_param(key, value)
+
+    def restore_param(self, key: str, current: Any) -> None:
+        """Put back the array object the check started with under ``key``, holding its values
+        bitwise (a container that refuses is left alone: the finding says enough)."""
+        original, before = self.params_original[key], self.params_ref[key]
+        try:
+            if current is not original:
+                self.layer.params[key] = original
+            if (
+                isinstance(original, np.ndarray)
+                and original.flags.writeable
+                and original.shape == before.shape
+            ):
+                original[...] = before
+        except Exception:
+            pass
+
+    def restore_params(self) -> None:
+        current = layer_params(self.layer)
+        for key in self.params_ref:
+            self.restore_param(key, current.get(key))
+
+    def nearby(self, purpose: int, count: int) -> Array:
+        """``count`` inputs ``(count, *x.shape)`` near ``x``, from the harness's stream.
+
+        Each entry is scaled by ``1 + 1e-3 z`` (``z`` standard normal): far enough to change
+        every cache and statistic well beyond rounding, and sign-preserving, so a layer with a
+        domain such as ``x > 0`` (a log, a square root) stays inside it. An all-zero ``x`` is
+        moved by ``1e-3 z`` instead.
+        """
+        x = np.asarray(self.x, dtype=np.float64)
+        z = harness_rng(self.seed, purpose).standard_normal((count, *x.shape))
+        moved = x * (1.0 + 1e-3 * z) if np.any(x) else 1e-3 * z
+        return moved.astype(self.x.dtype)
 
     # -- the steps ---------------------------------------------------------------------------
 
     def run_analytic(self) -> Dict[str, Array]:
         """Forward, backward, and the hygiene checks that need nothing numeric."""
-        self.params = layer_params(self.layer) if self.check_params else {}
-        self.param_keys = sorted(self.params)
-        x_before = self.x.copy()
-        params_before = {k: np.array(v, copy=True) for k, v in self.params.items()}
+        self.watched: List[Tuple[str, Array, Array]] = []
+        self.noted: Set[Tuple[str, str]] = set()
+        before = layer_params(self.layer) if self.check_params else {}
+        self.params = before
+        self.param_keys = sorted(before)
+        self.params_ref = {k: np.array(v, copy=True) for k, v in before.items()}
+        self.params_original = dict(before)
 
-        y = self.forward()
-        if (change := _changed(x_before, self.x)) is not None:
-            self.findings.append(
-                Finding(
-                    "input-mutated",
-                    "fail",
-                    f"forward modified its input x in place (max change {change:.3g})",
-                )
-            )
-            self.x = x_before.copy()
-        self.spectrum = _spectrum_stats(self.layer)
-        y = self.validate_output(y)
-
-        dy = self.upstream(y)
-        dy_before = dy.copy()
-        grads = self.gradients(dy)
-        if (change := _changed(dy_before, dy)) is not None:
-            self.findings.append(
-                Finding(
-                    "dy-mutated",
-                    "fail",
-                    f"backward modified its argument dy in place (max change {change:.3g})",
-                )
-            )
-            dy = dy_before.copy()
-        for key, before in params_before.items():
-            if (change := _changed(before, self.layer.params[key])) is not None:
-                self.findings.append(
-                    Finding(
-                        "param-mutated",
-                        "fail",
-                        f"forward/backward modified parameter {key!r} (max change {change:.3g})",
-                    )
-                )
-        self.dy = dy
-        self.y = y
+        raw = self.forward()
+        self.spectrum = _call("spectrum", _spectrum_stats, self.layer)
+        self.y = self.validate_output(raw)
+        self.adopt_params(before)
+        self.dy = self.upstream(self.y)
+        grads = self.gradients(self.dy)
         self.check_repeatable(grads)
         if not self.is_loss:
             self.check_linear(grads)
         return grads
+
+    def adopt_params(self, before: Dict[str, Array]) -> None:
+        """Read ``layer.params`` again after the first forward, where many layers create them.
+
+        The parameters checked are the ones the layer holds when backward runs. Parameters
+        created (or replaced by new arrays) in that forward are an ``info`` finding: the
+        check is of them as found after it.
+        """
+        if not self.check_params:
+            return
+        after = layer_params(self.layer)
+        created = sorted(set(after) - set(before))
+        replaced = sorted(k for k in after if k in before and after[k] is not before[k])
+        if created or replaced:
+            parts = []
+            if created:
+                parts.append(f"created parameter(s) {', '.join(map(repr, created))}")
+            if replaced:
+                parts.append(f"replaced parameter array(s) {', '.join(map(repr, replaced))}")
+            self.findings.append(
+                Finding(
+                    "params-created-lazily",
+                    "info",
+                    f"the first forward {' and '.join(parts)}; layer.params is read after it, "
+                    "so these are the parameters checked",
+                )
+            )
+        for key in created + replaced:
+            self.params_ref[key] = np.array(after[key], copy=True)
+            self.params_original[key] = after[key]
+        self.params = after
+        self.param_keys = sorted(after)
 
     def validate_output(self, y: Any) -> Array:
         if y is None:
@@ -457,13 +598,54 @@ class _Checker:
         return np.array(dy, dtype=np.float64)
 
     def check_repeatable(self, grads: Dict[str, Array]) -> None:
-        """A second forward and backward on the same input must give the same gradients.
+        """Backward must depend on the last forward only, and give the same result every time.
 
-        Finite differences call forward many times; a layer that accumulates state across calls
-        (appending inputs to a list, adding into ``grads``) would be checked on the wrong cache.
+        Finite differences call forward many times, and a training loop calls forward on one
+        batch after another: a layer that keeps a cache from an earlier forward, or that
+        accumulates across calls (appending inputs to a list, adding into ``grads``), would be
+        checked on the wrong cache. So a forward on a nearby input ``x'``, then a forward on
+        ``x``, then ``backward(dy)`` must reproduce the first forward's output and gradients.
+        Only when they do not, a plain forward and backward on ``x`` (two calls more) tell a
+        stale cache from a layer that is not repeatable at all.
         """
-        y_again = self.validate_output(self.forward())
-        if not np.allclose(y_again, self.y, rtol=1e-12, atol=0.0):
+        other = self.nearby(_PURPOSE_STALE, 1)[0]
+        probed = True
+        # forward(x') once more, as a slice of the batch-support probe, unless the layer turns
+        # out to keep state across forwards (then that output is not forward(x') alone).
+        self.nearby_output: Optional[Tuple[Array, Array]] = None
+        try:
+            y_other = self.forward(other, "forward (stale-cache check, on a nearby input x')")
+            y_other = np.asarray(y_other)
+            if y_other.shape == self.y.shape and np.issubdtype(y_other.dtype, np.floating):
+                self.nearby_output = (other, np.array(y_other, dtype=np.float64))
+        except _Abort as abort:
+            if isinstance(abort.__cause__, SystemExit):
+                raise
+            probed = False
+            cause = abort.__cause__
+            self.findings.append(
+                Finding(
+                    "stale-cache-unchecked",
+                    "warning",
+                    f"forward on a nearby input x' (each entry of x moved by about 1e-3 of its "
+                    f"size) raised {type(cause).__name__}: {cause}; the stale-cache check was "
+                    "skipped",
+                )
+            )
+        phase = "stale-cache check" if probed else "repeatability check"
+        y2 = self.validate_output(self.forward(call=f"forward ({phase}, on x)"))
+        g2 = self.gradients(self.dy, f"backward ({phase})")
+        y_differs = not np.allclose(y2, self.y, rtol=1e-12, atol=0.0)
+        g_differs = [key for key in grads if not _same(g2[key], grads[key])]
+        if not (y_differs or g_differs):
+            return
+        self.nearby_output = None
+        if probed:
+            y3 = self.validate_output(self.forward(call="forward (repeatability check)"))
+            g3 = self.gradients(self.dy, "backward (repeatability check)")
+        else:
+            y3, g3 = y2, g2
+        if not np.allclose(y3, self.y, rtol=1e-12, atol=0.0):
             self.findings.append(
                 Finding(
                     "forward-not-repeatable",
@@ -471,12 +653,22 @@ class _Checker:
                     "two forward calls on the same x returned different outputs",
                 )
             )
-        again = self.gradients(self.dy)
+        elif y_differs:
+            self.findings.append(
+                Finding(
+                    "stale-cache",
+                    "fail",
+                    "forward(x) after forward(x') returned a different output than forward(x) "
+                    "alone: the forward uses state left by an earlier forward",
+                )
+            )
+        stale = []
         for key, g in grads.items():
-            g2 = again[key]
-            if np.allclose(g2, g, rtol=1e-12, atol=1e-300):
+            if _same(g3[key], g):
+                if key in g_differs:
+                    stale.append(key)
                 continue
-            ratio = float(np.sum(g2 * g) / max(float(np.sum(g * g)), 1e-300))
+            ratio = float(np.sum(g2[key] * g) / max(float(np.sum(g * g)), 1e-300))
             hint = (
                 " (the second result is about twice the first: gradients are being accumulated;"
                 " overwrite grads on every backward)"
@@ -491,6 +683,16 @@ class _Checker:
                     f"{key!r}{hint}",
                 )
             )
+        if stale:
+            self.findings.append(
+                Finding(
+                    "stale-cache",
+                    "fail",
+                    "backward after forward(x') then forward(x) differs from backward after "
+                    "forward(x): backward uses a cache from an earlier forward (gradient "
+                    f"{', '.join(map(repr, stale))})",
+                )
+            )
 
     def check_linear(self, grads: Dict[str, Array]) -> None:
         """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), and B(0) = 0.
@@ -499,9 +701,9 @@ class _Checker:
         last forward, so calling it again with another ``dy`` is within the contract.
         """
         dy2 = harness_rng(self.seed, _PURPOSE_DY2).standard_normal(self.dy.shape)
-        g2 = self.gradients(dy2)
-        g3 = self.gradients(self.dy + 2.0 * dy2)
-        g0 = self.gradients(np.zeros_like(self.dy))
+        g2 = self.gradients(dy2, "backward (linearity check, dy2)")
+        g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
+        g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
         for key in grads:
             expected = grads[key] + 2.0 * g2[key]
             scale = max(
@@ -1029,37 +1231,76 @@ class _Checker:
 
     def _run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
         grads = self.run_analytic()
-        self.objective = LayerObjective(self.layer, self.x, self.target, self.dtype)
-        if self.objective.batched:
-            probe = (
-                self.x + harness_rng(self.seed, _PURPOSE_PROBE).standard_normal(self.x.shape) * 1e-3
-            )
-            if not self.objective.batch_support_holds(probe, self.y):
-                self.objective.batched = False
-                self.findings.append(
-                    Finding(
-                        "batch-support-broken",
-                        "warning",
-                        "the layer declares supports_batch, but a stacked forward differed from "
-                        "separate forwards; evaluated one input at a time instead",
-                    )
-                )
+        self.objective = LayerObjective(
+            self.layer, self.x, self.target, self.dtype, output_shape=self.y.shape
+        )
         screen: List[ArgumentResult] = []
         results: List[ArgumentResult] = []
-        params_before = {k: np.array(v, copy=True) for k, v in self.params.items()}
         try:
+            self.check_batch_support()
+            self.check_perturbable()
             for key in ["x", *self.param_keys]:
                 results.append(self.estimate_argument(key, grads[key], screen))
+        except SystemExit as exc:
+            # The objective turns a layer's exceptions at perturbed points into NaN rows, but a
+            # layer calling sys.exit() there ends the check (not the caller's process).
+            raise _Abort(
+                Finding(
+                    "forward-raised",
+                    "error",
+                    f"forward raised SystemExit: {exc} (at a perturbed point of the estimate)",
+                )
+            ) from exc
         finally:
-            # Leave the layer as the caller gave it: cache for x, parameters untouched.
-            for key, before in params_before.items():
-                if _changed(before, self.layer.params[key]) is not None:
-                    self.layer.params[key][...] = before
+            # Leave the layer as the caller gave it: parameters bitwise, cache for x.
+            self.restore_params()
             try:
-                self.forward()
+                self.forward(call="forward (restoring the layer's cache for x)")
             except _Abort:
                 pass
         return results, screen
+
+    def check_batch_support(self) -> None:
+        """A declared ``supports_batch`` must hold on every slice of a stack of distinct inputs
+        (``x`` and two nearby ones, one of them the stale-cache check's ``x'``); else the
+        estimate evaluates one input at a time."""
+        if not self.objective.batched:
+            return
+        if self.nearby_output is not None:
+            # x' of the stale-cache check and its output there: one forward fewer.
+            other, y_other = self.nearby_output
+            probes = np.stack([other, self.nearby(_PURPOSE_BATCH, 1)[0]])
+            known: List[Optional[Array]] = [y_other, None]
+        else:
+            probes, known = self.nearby(_PURPOSE_BATCH, 2), []
+        if self.objective.batch_support_holds(probes, self.y, known):
+            return
+        self.objective.batched = False
+        self.findings.append(
+            Finding(
+                "batch-support-broken",
+                "warning",
+                "the layer declares supports_batch, but a stacked forward (x and two nearby "
+                "inputs) differed from separate forwards; evaluated one input at a time instead",
+            )
+        )
+
+    def check_perturbable(self) -> None:
+        """A parameter the estimate cannot perturb in place is a warning: rebinding
+        ``params[key]`` is invisible to a forward that reads its own reference to the array."""
+        for key in self.param_keys:
+            reason = self.objective.in_place_obstacle(key)
+            if reason is not None:
+                self.findings.append(
+                    Finding(
+                        "param-rebound",
+                        "warning",
+                        f"parameter {key!r} {reason}, so the estimate perturbs it by rebinding "
+                        f"params[{key!r}] to new arrays; a forward that reads its own reference "
+                        "to the old array (self.W where params['W'] is self.W) would not see the "
+                        "perturbation, and its numerical gradient would be zero",
+                    )
+                )
 
 
 def default_budget(size: int) -> int:

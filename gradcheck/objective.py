@@ -10,7 +10,7 @@ otherwise.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -65,16 +65,43 @@ class LayerObjective:
 
     ``x`` is the (unperturbed) input and ``target`` the labels of a loss layer. Evaluation points
     are cast to ``dtype`` before the forward call (float64 unless float32 was explicitly allowed)
-    and outputs are returned as float64 (or complex128 for the complex step).
+    and outputs are returned as float64 (or complex128 for the complex step). ``output_shape``
+    is the shape of ``forward(x)``; when it is not given it is learnt from the first output.
+
+    Contracts kept for the estimators:
+
+    - every output is *copied* as it is collected, so a forward that reuses one output buffer
+      across calls cannot overwrite rows already collected;
+    - every point is a private copy, so a forward that writes into its input cannot corrupt
+      the base point (the estimators pass ``x[None]``, a view of ``x``, as the centre);
+    - an ``Exception`` from the forward at a point gives an all-NaN output row for that point
+      and an entry ``(position of the point within the call, "ValueError: message")`` in
+      :attr:`point_failures` (if a stacked call raised, its points are evaluated one by one).
+      ``SystemExit``, ``KeyboardInterrupt`` and other ``BaseException`` propagate;
+    - a parameter is perturbed *in place* (the values are written into the array itself and
+      restored bitwise afterwards), so a forward that reads its own reference to the array
+      (``self.W`` where ``params["W"] is self.W``) sees the perturbation. Arrays that cannot
+      take the values (read-only, a narrower dtype) and complex-step points are perturbed by
+      rebinding ``params[key]``; see :meth:`in_place_obstacle`.
     """
 
-    def __init__(self, layer: Any, x: Array, target: Optional[Array], dtype: np.dtype) -> None:
+    def __init__(
+        self,
+        layer: Any,
+        x: Array,
+        target: Optional[Array],
+        dtype: np.dtype,
+        output_shape: Optional[Tuple[int, ...]] = None,
+    ) -> None:
         self.layer = layer
         self.x = x
         self.target = target
         self.dtype = dtype
         self.is_loss = is_loss_layer(layer)
         self.batched = bool(getattr(layer, "supports_batch", False))
+        self.output_shape = None if output_shape is None else tuple(output_shape)
+        # Appended to on every failing point, never cleared here: callers read (and may clear) it.
+        self.point_failures: List[Tuple[int, str]] = []
 
     def forward(self, x: Array) -> Any:
         if self.is_loss:
@@ -82,58 +109,157 @@ class LayerObjective:
         return self.layer.forward(x)
 
     def _cast(self, points: Array) -> Array:
+        # Always a copy: see the class docstring.
         if np.iscomplexobj(points):
-            return points
-        return points.astype(self.dtype, copy=False)
+            return np.array(points, copy=True)
+        return np.array(points, dtype=self.dtype, copy=True)
 
     def _as_output(self, y: Any) -> Array:
         arr = np.asarray(y)
-        return arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64, copy=False)
+        # Always a copy: a reused output buffer would otherwise change under rows collected.
+        return np.array(arr, dtype=np.complex128 if np.iscomplexobj(arr) else np.float64)
+
+    def _fits(self, y: Array, n_points: int) -> bool:
+        """Whether ``y`` is a stack of ``n_points`` outputs of the expected shape."""
+        if y.shape[:1] != (n_points,):
+            return False
+        return self.output_shape is None or y.shape[1:] == self.output_shape
+
+    def _pointwise(self, points: Array, evaluate: Callable[[Array], Any]) -> Array:
+        """``evaluate`` at each point, an all-NaN row where it raises or returns a wrong shape."""
+        rows: List[Optional[Array]] = []
+        for i, p in enumerate(points):
+            try:
+                y = self._as_output(evaluate(p))
+            except Exception as exc:
+                self.point_failures.append((i, f"{type(exc).__name__}: {exc}"))
+                rows.append(None)
+                continue
+            if self.output_shape is None:
+                self.output_shape = y.shape
+            if y.shape != self.output_shape:
+                self.point_failures.append(
+                    (i, f"forward returned shape {y.shape}; expected {self.output_shape}")
+                )
+                rows.append(None)
+                continue
+            rows.append(y)
+        good = [r for r in rows if r is not None]
+        if len(good) == len(rows):
+            return np.stack(good) if good else np.empty((0, *(self.output_shape or ())))
+        if good:
+            dtype = np.result_type(*good)
+        else:
+            dtype = np.dtype(np.complex128 if np.iscomplexobj(points) else np.float64)
+        out = np.full((len(rows), *self._row_shape()), np.nan, dtype=dtype)
+        for i, r in enumerate(rows):
+            if r is not None:
+                out[i] = r
+        return out
+
+    def _row_shape(self) -> Tuple[int, ...]:
+        if self.output_shape is None:
+            # Every point failed and nobody said what forward(x) returns: ask the layer once.
+            self.output_shape = self._as_output(self.forward(self._cast(self.x))).shape
+        return self.output_shape
 
     def outputs_x(self, points: Array) -> Array:
         """Outputs at a stack of inputs ``(B, *x.shape)``."""
         points = self._cast(points)
         if self.batched:
-            y = self._as_output(self.forward(points))
-            if y.shape[:1] == (points.shape[0],):
+            try:
+                y = self._as_output(self.forward(points))
+            except Exception:
+                # A point outside the layer's domain, or a batch support that does not hold:
+                # point by point tells which, and only the points that raise become NaN rows.
+                failures = len(self.point_failures)
+                out = self._pointwise(points, self.forward)
+                if len(self.point_failures) == failures:
+                    self.batched = False
+                return out
+            if self._fits(y, points.shape[0]):
                 return y
             # A declared batch support that does not hold: fall back rather than mis-evaluate.
             self.batched = False
-        return np.stack([self._as_output(self.forward(p)) for p in points])
+        return self._pointwise(points, self.forward)
+
+    def in_place_obstacle(self, key: str) -> Optional[str]:
+        """Why ``params[key]`` cannot be perturbed in place by real points, or ``None``."""
+        params = getattr(self.layer, "params", None)
+        arr = params.get(key) if isinstance(params, dict) else None
+        if not isinstance(arr, np.ndarray):
+            return f"is a {type(arr).__name__}, not a NumPy array"
+        if not arr.flags.writeable:
+            return "is a read-only array"
+        if not np.can_cast(self.dtype, arr.dtype, casting="safe"):
+            return (
+                f"is a {arr.dtype} array, which cannot hold {np.dtype(self.dtype)} values exactly"
+            )
+        return None
 
     def outputs_param(self, key: str) -> Callable[[Array], Array]:
         """Outputs at a stack of values ``(B, *params[key].shape)`` of one parameter."""
-        params = self.layer.params
 
         def outputs(points: Array) -> Array:
+            params = self.layer.params
             original = params[key]
-            results = []
-            try:
-                for p in self._cast(points):
+            points = self._cast(points)
+            in_place = not np.iscomplexobj(points) and self.in_place_obstacle(key) is None
+            saved = np.array(original, copy=True) if in_place else None
+
+            def at(p: Array) -> Any:
+                if in_place:
+                    original[...] = p
+                else:
                     params[key] = p
-                    results.append(self._as_output(self.forward(self.x)))
+                return self.forward(self._cast(self.x))
+
+            try:
+                return self._pointwise(points, at)
             finally:
-                params[key] = original
-            return np.stack(results)
+                if in_place:
+                    original[...] = saved
+                else:
+                    params[key] = original
 
         return outputs
 
-    def batch_support_holds(self, probe: Array, y: Array) -> bool:
-        """Whether a stacked forward of ``[x, probe]`` gives ``y = forward(x)`` in its first slice.
+    def batch_support_holds(
+        self, probe: Array, y: Array, known: Optional[Sequence[Optional[Array]]] = None
+    ) -> bool:
+        """Whether a stacked forward of ``[x, *probes]`` gives, in every slice, the separate
+        forward of that slice (``y = forward(x)`` for the first).
 
-        A layer that declares ``supports_batch`` but mixes the stacked batches (statistics over
-        the whole stack, say) changes the first slice when a different second one is beside
-        it, and would otherwise make every batched estimate silently wrong.
+        ``probe`` is one input of the shape of ``x`` or a stack ``(k, *x.shape)`` of them, all
+        distinct from ``x``; ``known[i]``, where given, is the separate forward of probe ``i``
+        already computed (the others are computed here). A layer that declares
+        ``supports_batch`` but mixes the stacked batches (statistics over the whole stack, or
+        the first slice's statistics applied to every slice) gets some slice wrong, and would
+        otherwise make every batched estimate silently wrong. A probe that raises counts as a
+        broken batch support: one input at a time is always right.
         """
         if not self.batched:
             return False
+        probes = probe[None] if np.shape(probe) == np.shape(self.x) else probe
+        given = list(known) if known is not None else []
+        given += [None] * (len(probes) - len(given))
+        stack = np.concatenate([np.asarray(self.x)[None], probes])
         try:
-            stacked = self._as_output(self.forward(self._cast(np.stack([self.x, probe]))))
+            stacked = self._as_output(self.forward(self._cast(stack)))
+            separate = [np.asarray(y)] + [
+                self._as_output(self.forward(self._cast(p))) if g is None else np.asarray(g)
+                for p, g in zip(probes, given)
+            ]
         except Exception:
             return False
-        if stacked.shape != (2, *np.shape(y)):
+        if stacked.shape != (len(stack), *np.shape(y)):
             return False
-        # Loose on purpose: batched and single LAPACK calls may round differently, while a
-        # layer that mixes the stacked batches differs at the size of the outputs themselves.
-        scale = max(1.0, float(np.max(np.abs(y), initial=0.0)))
-        return bool(np.allclose(stacked[0], y, rtol=0.0, atol=1e-9 * scale))
+        for together, alone in zip(stacked, separate):
+            if alone.shape != together.shape:
+                return False
+            # Loose on purpose: batched and single LAPACK calls may round differently, while a
+            # layer that mixes the stacked batches differs at the size of the outputs themselves.
+            scale = max(1.0, float(np.max(np.abs(alone), initial=0.0)))
+            if not np.allclose(together, alone, rtol=0.0, atol=1e-9 * scale):
+                return False
+        return True

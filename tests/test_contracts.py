@@ -1,0 +1,584 @@
+"""Contracts held through the whole check (issue 13, items 1-7 and 10).
+
+Every item has a wrong layer that the check catches and a correct twin that it passes, through
+the API and through the real console script. The layers live in one source text, ``LAYERS``:
+the API tests execute it here, the CLI tests write it to a module on ``PYTHONPATH`` and check
+every layer in one run of ``gradcheck report`` (a module fixture; each test reads its rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = shutil.which("gradcheck", path=str(Path(sys.executable).parent)) or shutil.which(
+    "gradcheck"
+)
+COMMAND = [SCRIPT] if SCRIPT else [sys.executable, "-m", "gradcheck"]
+SHAPE = (6, 4)
+
+LAYERS = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+
+    class Tanh:
+        def forward(self, x):
+            self.x = x
+            return np.tanh(x)
+        def backward(self, dy):
+            return dy * (1.0 - np.tanh(self.x) ** 2)
+
+    class Affine:
+        scale = 1.0
+        def __init__(self):
+            rng = np.random.default_rng(7)
+            self.params = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+            self.grads = {}
+        def forward(self, x):
+            self.x = x
+            return x @ self.params["W"] + self.params["b"]
+        def backward(self, dy):
+            self.grads = {"W": self.scale * self.x.T @ dy, "b": dy.sum(axis=0)}
+            return dy @ self.params["W"].T
+
+    # 1. Arguments modified in place by a later call than the first forward.
+    class BackwardWritesX(Tanh):
+        # Right numbers, but backward zeroes a row of the caller's x.
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.x[0] = 0.0
+            return dx
+
+    class ZeroDyOverwritten(Tanh):
+        # Writes into dy only when it is all zeros (the linearity check's backward(0)).
+        def backward(self, dy):
+            dx = super().backward(dy)
+            if not dy.any():
+                dy += 1.0
+            return dx
+
+    class StepsOnThirdBackward(Affine):
+        # An optimizer step hidden in backward, from its third call on.
+        calls = 0
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.calls += 1
+            if self.calls >= 3:
+                self.params["W"] -= 0.1 * self.grads["W"]
+            return dx
+
+    # 2. A backward that uses the previous forward's cache.
+    class OneForwardBehind(Tanh):
+        def forward(self, x):
+            self.cache = getattr(self, "last", x)
+            self.last = x
+            return np.tanh(x)
+        def backward(self, dy):
+            return dy * (1.0 - np.tanh(self.cache) ** 2)
+
+    # 3. Parameters created on the first forward.
+    class Lazy:
+        scale = 1.0
+        def __init__(self):
+            self.params = {}
+            self.grads = {}
+        def forward(self, x):
+            if "W" not in self.params:
+                self.params["W"] = np.random.default_rng(1).standard_normal((x.shape[-1], 3))
+            self.x = x
+            return np.tanh(x @ self.params["W"])
+        def backward(self, dy):
+            g = dy * (1.0 - np.tanh(self.x @ self.params["W"]) ** 2)
+            self.grads = {"W": self.scale * self.x.T @ g}
+            return g @ self.params["W"].T
+
+    class LazyWrongW(Lazy):
+        scale = 1.001
+
+    # 4. A forward that reads its own reference to the parameter array.
+    class Aliased:
+        scale = 1.0
+        def __init__(self):
+            rng = np.random.default_rng(2)
+            self.W = rng.standard_normal((4, 3))
+            self.b = rng.standard_normal(3)
+            self.params = {"W": self.W, "b": self.b}
+            self.grads = {}
+        def forward(self, x):
+            self.x = x
+            return x @ self.W + self.b
+        def backward(self, dy):
+            self.grads = {"W": self.scale * self.x.T @ dy, "b": dy.sum(axis=0)}
+            return dy @ self.W.T
+
+    class AliasedWrongW(Aliased):
+        scale = 1.001
+
+    # 5. A forward that returns the same output buffer from every call.
+    class ReusesBuffer(Tanh):
+        factor = 1.0
+        def forward(self, x):
+            self.x = x
+            if getattr(self, "out", None) is None or self.out.shape != x.shape:
+                self.out = np.empty(x.shape)
+            np.tanh(x, out=self.out)
+            return self.out.astype(np.float64, copy=False)
+        def backward(self, dy):
+            return self.factor * super().backward(dy)
+
+    class ReusesBufferWrong(ReusesBuffer):
+        factor = 1.001
+
+    class ReusesBufferBatched(ReusesBuffer):
+        supports_batch = True
+
+    # 6. A stack of batches centred by the first batch's mean.
+    class FirstSliceMean:
+        supports_batch = True
+        def forward(self, x):
+            return x - x.reshape(-1, *x.shape[-2:])[0].mean(axis=0)
+        def backward(self, dy):
+            return dy - dy.mean(axis=0)
+
+    class FirstSliceMeanWrong(FirstSliceMean):
+        def backward(self, dy):
+            return dy  # forgets the gradient through the mean
+
+    # 7. Exceptions at perturbed points.
+    class LogShifted:
+        # y = log(x + shift), raising outside its domain like math.log. SHIFT puts the
+        # smallest entry of the CLI's input (default_rng(0), 6x4) 1e-7 inside the domain.
+        shift = 1e-7 - float(np.random.default_rng(0).standard_normal((6, 4)).min())
+        scale = 1.0
+        def forward(self, x):
+            if np.any(x + self.shift <= 0):
+                raise ValueError("math domain error")
+            self.x = x
+            return np.log(x + self.shift)
+        def backward(self, dy):
+            return self.scale * dy / (self.x + self.shift)
+
+    class ExitsInTheEstimate(Tanh):
+        # sys.exit() from its fifth forward on: the analytic phase makes three.
+        calls = 0
+        def forward(self, x):
+            self.calls += 1
+            if self.calls >= 5:
+                sys.exit("forward gave up")
+            return super().forward(x)
+
+    # 10. A backward in float32.
+    class Float32Backward(Tanh):
+        def backward(self, dy):
+            return super().backward(dy).astype(np.float32)
+
+    class Float32ParamGrads(Affine):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads["W"] = self.grads["W"].astype(np.float32)
+            return dx
+    """
+)
+
+L: Dict[str, Any] = {}
+exec(compile(LAYERS, "contract_layers", "exec"), L)
+
+
+def x_of(shape=SHAPE, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def codes(result):
+    return {f.code for f in result.findings}
+
+
+def message(result, code):
+    found = [f.message for f in result.findings if f.code == code]
+    assert found, f"no {code} finding in {[f.code for f in result.findings]}"
+    return found[0]
+
+
+# -- 1. every call into the layer is followed by the mutation checks ----------------------------
+
+
+def test_backward_modifying_x_is_named_with_the_call():
+    result = check_layer(L["BackwardWritesX"](), x_of())
+    assert result.status == "fail"
+    assert message(result, "input-mutated").startswith(
+        "backward modified its input x in place (max change"
+    )
+    assert check_layer(L["Tanh"](), x_of()).status == "pass"
+
+
+def test_a_mutation_in_the_linearity_checks_is_named_with_its_call():
+    result = check_layer(L["ZeroDyOverwritten"](), x_of())
+    assert result.status == "fail"
+    assert message(result, "dy-mutated").startswith(
+        "backward (linearity check, dy = 0) modified its argument dy in place"
+    )
+
+
+def test_a_parameter_modified_by_a_later_backward_is_named_and_put_back():
+    layer = L["StepsOnThirdBackward"]()
+    w = layer.params["W"].copy()
+    result = check_layer(layer, x_of())
+    assert result.status == "fail"
+    text = message(result, "param-mutated")
+    assert text.startswith("backward (") and "modified parameter 'W'" in text
+    # Put back at once: the estimate ran at the values the gradients were computed at.
+    assert result.params["W"].status == "pass"
+    assert np.array_equal(layer.params["W"], w)
+    assert check_layer(L["Affine"](), x_of()).status == "pass"
+
+
+# -- 2. stale caches ----------------------------------------------------------------------------
+
+
+def test_a_backward_using_the_previous_forwards_cache_is_a_stale_cache():
+    result = check_layer(L["OneForwardBehind"](), x_of())
+    assert result.status == "fail"
+    text = message(result, "stale-cache")
+    assert text.startswith(
+        "backward after forward(x') then forward(x) differs from backward after forward(x): "
+        "backward uses a cache from an earlier forward"
+    )
+    assert "backward-not-repeatable" not in codes(result)
+    assert result.reason.startswith("stale-cache: ")
+    assert codes(check_layer(L["Tanh"](), x_of())) == set()
+
+
+def test_a_forward_that_depends_on_the_previous_input_is_a_stale_cache():
+    class SmoothsOutputs(L["Tanh"]):  # type: ignore[misc, valid-type]
+        def forward(self, x):
+            self.x = x
+            y = np.tanh(x)
+            out = y if getattr(self, "prev", None) is None else 0.5 * (y + self.prev)
+            self.prev = y
+            return out
+
+    result = check_layer(SmoothsOutputs(), x_of())
+    assert result.status == "fail"
+    assert "the forward uses state left by an earlier forward" in message(result, "stale-cache")
+
+
+def test_accumulating_gradients_are_still_not_repeatable_rather_than_stale():
+    class Accumulates(L["Affine"]):  # type: ignore[misc, valid-type]
+        def backward(self, dy):
+            old = self.grads
+            dx = super().backward(dy)
+            if old:
+                self.grads = {k: old[k] + v for k, v in self.grads.items()}
+            return dx
+
+    result = check_layer(Accumulates(), x_of())
+    assert "accumulated" in message(result, "backward-not-repeatable")
+    assert "stale-cache" not in codes(result)
+
+
+# -- 3. parameters created on the first forward ------------------------------------------------
+
+
+def test_parameters_created_on_the_first_forward_are_checked():
+    result = check_layer(L["LazyWrongW"](), x_of())
+    assert result.status == "fail"
+    assert result.params["W"].status == "fail"
+    assert "'W'" in message(result, "params-created-lazily")
+    good = check_layer(L["Lazy"](), x_of())
+    assert good.status == "pass", good.explain()
+    assert [a.name for a in good.arguments] == ["x", "W"]
+    assert [f.severity for f in good.findings] == ["info"]
+
+
+def test_a_params_dict_that_only_appears_in_forward_is_found():
+    class NoParamsYet:
+        def forward(self, x):
+            if not hasattr(self, "params"):
+                self.params = {"w": np.linspace(0.5, 1.5, x.shape[-1])}
+            self.x = x
+            return x * self.params["w"]
+
+        def backward(self, dy):
+            self.grads = {"w": (dy * self.x)[0]}  # forgets to sum over the examples
+            return dy * self.params["w"]
+
+    result = check_layer(NoParamsYet(), x_of())
+    assert result.status == "fail" and result.params["w"].status == "fail"
+    assert "params-created-lazily" in codes(result)
+
+
+# -- 4. aliased parameters ---------------------------------------------------------------------
+
+
+def test_a_forward_reading_its_own_reference_to_the_parameter_is_checked():
+    layer = L["Aliased"]()
+    w_object, w_bits = layer.W, layer.W.tobytes()
+    good = check_layer(layer, x_of())
+    assert good.status == "pass", good.explain()
+    assert layer.params["W"] is w_object and layer.W is w_object
+    assert layer.W.tobytes() == w_bits
+    bad = check_layer(L["AliasedWrongW"](), x_of())
+    assert bad.status == "fail"
+    assert bad.params["W"].status == "fail" and bad.params["b"].status == "pass"
+
+
+def test_a_parameter_that_cannot_be_perturbed_in_place_is_a_warning():
+    layer = L["Affine"]()
+    layer.params["W"].flags.writeable = False  # read through params["W"]: rebinding is seen
+    result = check_layer(layer, x_of())
+    assert result.status == "pass", result.explain()
+    assert "read-only" in message(result, "param-rebound")
+    assert "param-rebound" not in codes(check_layer(L["Affine"](), x_of()))
+
+
+# -- 5. a reused output buffer -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+@pytest.mark.parametrize("name", ["ReusesBuffer", "ReusesBufferBatched"])
+def test_a_forward_reusing_its_output_buffer_is_checked(name, mode):
+    good = check_layer(L[name](), x_of(), mode=mode)
+    assert good.status == "pass", good.explain()
+    assert check_layer(L["ReusesBufferWrong"](), x_of(), mode=mode).status == "fail"
+
+
+# -- 6. supports_batch verified on every slice -------------------------------------------------
+
+
+def test_batch_support_that_only_holds_for_the_first_slice_is_worked_around():
+    good = check_layer(L["FirstSliceMean"](), x_of())
+    assert good.status == "pass", good.explain()
+    assert "batch-support-broken" in codes(good)
+    bad = check_layer(L["FirstSliceMeanWrong"](), x_of())
+    assert bad.status == "fail"
+    assert "batch-support-broken" in codes(bad)
+
+    class Centres(L["FirstSliceMean"]):  # type: ignore[misc, valid-type]
+        def forward(self, x):
+            return x - x.mean(axis=-2, keepdims=True)
+
+    assert codes(check_layer(Centres(), x_of())) == set()
+
+
+# -- 7. exceptions during the estimate ---------------------------------------------------------
+
+
+class Log:
+    scale = 1.0
+
+    def forward(self, x):
+        if np.any(x <= 0):
+            raise ValueError("math domain error")
+        self.x = x
+        return np.log(x)
+
+    def backward(self, dy):
+        return self.scale * dy / self.x
+
+
+def near_the_edge():
+    """Positive, with one entry 1e-7 inside the domain: central steps leave it there."""
+    x = np.abs(x_of()) + 0.5
+    x[0, 0] = 1e-7
+    return x
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+def test_a_forward_raising_at_perturbed_points_gives_a_verdict(mode):
+    result = check_layer(Log(), near_the_edge(), mode=mode)
+    assert "forward-raised" not in codes(result)
+    # Every direction crosses the edge, where the gradient is 1e7: the estimate steps back
+    # inside the domain (smaller steps, one-sided stencils), and never fails a correct layer.
+    assert result.status in ("pass", "inconclusive"), result.explain()
+
+
+def test_a_wrong_backward_is_caught_although_the_forward_raises_at_some_points():
+    class WrongLog(Log):
+        scale = 1.001
+
+    assert check_layer(WrongLog(), near_the_edge()).status == "fail"
+    assert check_layer(Log(), near_the_edge()).status in ("pass", "inconclusive")
+
+
+def test_system_exit_during_the_estimate_is_an_error_finding():
+    layer = L["ExitsInTheEstimate"]()
+    result = check_layer(layer, x_of())
+    assert result.status == "error"
+    text = message(result, "forward-raised")
+    assert "SystemExit: forward gave up" in text and "perturbed point" in text
+    assert result.reason.startswith("forward-raised: ")
+
+
+def test_system_exit_in_backward_is_an_error_finding():
+    class Exits(L["Tanh"]):  # type: ignore[misc, valid-type]
+        def backward(self, dy):
+            sys.exit(3)
+
+    result = check_layer(Exits(), x_of())
+    assert result.status == "error"
+    assert message(result, "backward-raised") == "backward raised SystemExit: 3"
+
+
+def test_keyboard_interrupt_reaches_the_caller_and_the_layer_is_restored():
+    class Interrupted(L["Affine"]):  # type: ignore[misc, valid-type]
+        calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 6:
+                raise KeyboardInterrupt
+            return super().forward(x)
+
+    layer = Interrupted()
+    w = layer.params["W"]
+    before = w.copy()
+    with pytest.raises(KeyboardInterrupt):
+        check_layer(layer, x_of(), mode="full")
+    assert layer.params["W"] is w and np.array_equal(w, before)
+
+
+# -- 10. the dtype of what backward returns ----------------------------------------------------
+
+
+def test_a_float32_backward_is_a_dtype_finding():
+    result = check_layer(L["Float32Backward"](), x_of())
+    assert result.status == "fail"
+    assert message(result, "backward-dtype") == "backward returned float32 for x; expected float64"
+    assert result.reason.startswith("backward-dtype: ")
+    params = check_layer(L["Float32ParamGrads"](), x_of())
+    assert params.status == "fail"
+    assert (
+        message(params, "backward-dtype")
+        == "backward returned float32 for grads['W']; expected float64"
+    )
+    assert "backward-dtype" not in codes(check_layer(L["Affine"](), x_of()))
+
+
+def test_with_allow_float32_float32_is_the_expected_dtype():
+    x32 = x_of().astype(np.float32)
+    f32 = check_layer(L["Float32Backward"](), x32, allow_float32=True)
+    assert "backward-dtype" not in codes(f32) and f32.status == "pass", f32.explain()
+    # float64 (what a float32 layer returns for the harness's float64 dy) is accepted too.
+    assert "backward-dtype" not in codes(check_layer(L["Tanh"](), x32, allow_float32=True))
+
+    class Float16Backward(L["Tanh"]):  # type: ignore[misc, valid-type]
+        def backward(self, dy):
+            return super().backward(dy).astype(np.float16)
+
+    half = check_layer(Float16Backward(), x32, allow_float32=True)
+    assert message(half, "backward-dtype") == "backward returned float16 for x; expected float32"
+
+
+# -- the same layers through the console script ------------------------------------------------
+
+
+CLI_LAYERS = (
+    "Tanh",
+    "Affine",
+    "BackwardWritesX",
+    "OneForwardBehind",
+    "Lazy",
+    "LazyWrongW",
+    "Aliased",
+    "AliasedWrongW",
+    "ReusesBuffer",
+    "ReusesBufferWrong",
+    "FirstSliceMean",
+    "FirstSliceMeanWrong",
+    "LogShifted",
+    "ExitsInTheEstimate",
+    "Float32Backward",
+)
+
+
+@pytest.fixture(scope="module")
+def cli_rows(tmp_path_factory) -> Dict[str, Dict[str, Any]]:
+    """One ``gradcheck report`` over every layer above; rows by class name."""
+    d = tmp_path_factory.mktemp("contractlayers")
+    (d / "contractlayers.py").write_text(LAYERS)
+    out = d / "report.json"
+    args = [arg for name in CLI_LAYERS for arg in ("--layer", f"contractlayers:{name}")]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(d), str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    options = ["--shape", "6x4", "--seed", "0", "--format", "json", "--output", str(out)]
+    proc = subprocess.run(
+        [*COMMAND, "report", *args, *options],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # some layers are wrong on purpose
+    doc = json.loads(Path(out).read_text())
+    return {r["layer"].split(":")[1]: r for r in doc["results"]}
+
+
+def cli_codes(row):
+    return {f["code"] for f in row["findings"]}
+
+
+def test_cli_names_a_mutation_by_backward(cli_rows):
+    row = cli_rows["BackwardWritesX"]
+    assert row["status"] == "fail"
+    assert row["reason"].startswith("input-mutated: backward modified its input x in place")
+    assert cli_rows["Tanh"]["status"] == "pass"
+
+
+def test_cli_names_a_stale_cache(cli_rows):
+    assert cli_rows["OneForwardBehind"]["status"] == "fail"
+    assert cli_rows["OneForwardBehind"]["reason"].startswith("stale-cache: backward after")
+    assert cli_rows["Tanh"]["findings"] == []
+
+
+def test_cli_checks_parameters_created_on_the_first_forward(cli_rows):
+    good, bad = cli_rows["Lazy"], cli_rows["LazyWrongW"]
+    assert good["status"] == "pass" and "params-created-lazily" in cli_codes(good)
+    assert [a["name"] for a in good["arguments"]] == ["x", "W"]
+    assert bad["status"] == "fail" and bad["worst_argument"] == "W"
+
+
+def test_cli_checks_aliased_parameters(cli_rows):
+    assert cli_rows["Aliased"]["status"] == "pass"
+    assert cli_rows["AliasedWrongW"]["status"] == "fail"
+    assert cli_rows["AliasedWrongW"]["worst_argument"] == "W"
+
+
+def test_cli_checks_a_forward_reusing_its_output_buffer(cli_rows):
+    assert cli_rows["ReusesBuffer"]["status"] == "pass"
+    assert cli_rows["ReusesBufferWrong"]["status"] == "fail"
+
+
+def test_cli_works_around_batch_support_broken_beyond_the_first_slice(cli_rows):
+    good, bad = cli_rows["FirstSliceMean"], cli_rows["FirstSliceMeanWrong"]
+    assert good["status"] == "pass" and "batch-support-broken" in cli_codes(good)
+    assert bad["status"] == "fail" and "batch-support-broken" in cli_codes(bad)
+
+
+def test_cli_survives_exceptions_and_sys_exit_during_the_estimate(cli_rows):
+    log = cli_rows["LogShifted"]
+    assert log["status"] in ("pass", "inconclusive"), log["reason"]
+    assert not cli_codes(log) & {"forward-raised", "check-raised"}
+    exits = cli_rows["ExitsInTheEstimate"]
+    assert exits["status"] == "error"
+    assert exits["reason"].startswith("forward-raised: forward raised SystemExit: forward gave up")
+    assert len(cli_rows) == len(CLI_LAYERS)  # every other layer still has its row
+
+
+def test_cli_reports_a_float32_backward(cli_rows):
+    row = cli_rows["Float32Backward"]
+    assert row["status"] == "fail"
+    assert row["reason"] == "backward-dtype: backward returned float32 for x; expected float64"
