@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, List, Sequence, Tuple, Union
 
 from .result import STATUS_ORDER, ArgumentResult, CheckResult
+from .version import __version__
 
 SCHEMA_VERSION = 1
 FORMATS: Tuple[str, ...] = ("text", "json", "markdown", "junit")
@@ -83,8 +84,6 @@ class Report:
         return f"{verdict}: " + ", ".join(parts) + f" in {self.elapsed:.2f} s"
 
     def to_dict(self) -> Dict[str, Any]:
-        from . import __version__
-
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "gradcheck", "version": __version__},
