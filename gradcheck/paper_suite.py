@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
+from .argtypes import positive_int
 from .check import check_layer
 from .compare import default_rtol, relative_error
 from .finite_diff import harness_rng, partial_derivatives
@@ -971,9 +972,6 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
     (printed variant wrong, corrected right, the two single fixes wrong), 1 when they do not,
     2 on a usage problem (``--plot`` without matplotlib).
     """
-    # The CLI's own argument type: cli.py is loaded by then (it is what calls this function).
-    from .cli import _positive_int
-
     p = subparsers.add_parser(
         "paper",
         help="check the DBN paper's backward formula: four variants, verdicts, gap study",
@@ -996,7 +994,7 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--examples",
-        type=_positive_int,
+        type=positive_int,
         default=32,
         metavar="K",
         help="random batches per variant (default 32)",
