@@ -24,7 +24,7 @@ from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
 from .check import MODES
 from .finite_diff import METHODS
-from .paper_suite import add_paper_command
+from .paper.command import add_paper_command
 from .progress import Progress
 from .registry import (
     LayerSpec,

@@ -394,7 +394,7 @@ class AuthorsSVDWhitening(Layer):
 # Registration with the harness's catalogue.
 
 #: The variants the paper suite measured to be correct, registered for the standard battery.
-#: ``gradcheck.paper_suite`` recomputes the verdicts and its tests check this list against them.
+#: ``gradcheck.paper`` recomputes the verdicts and its tests check this list against them.
 CORRECT_VARIANTS: Tuple[str, ...] = ("corrected",)
 
 
