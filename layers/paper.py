@@ -61,6 +61,8 @@ from typing import Any, ClassVar, Dict, Tuple
 
 import numpy as np
 
+from gradcheck.registry import register_layer
+
 from .base import (
     Array,
     Layer,
@@ -420,8 +422,6 @@ def register_paper_variants() -> None:
     ``Sigma = eps I``); see the gap study in ``docs/paper-errata.md``. The registered shapes are
     ``N > D`` with Gaussian entries, where that does not happen.
     """
-    from gradcheck.registry import register_layer
-
     shapes = [(8, 3), (16, 5)]
     forms = (
         ("", {}, "eig route, centered"),
