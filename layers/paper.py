@@ -423,7 +423,7 @@ def register_paper_variants() -> None:
     ``N > D`` with Gaussian entries, where that does not happen.
     """
     shapes = [(8, 3), (16, 5)]
-    forms = (
+    forms: Tuple[Tuple[str, Dict[str, Any], str], ...] = (
         ("", {}, "eig route, centered"),
         ("-svd", {"route": "svd"}, "the authors' SVD route (eps on the singular values)"),
         ("-uncentered", {"center": False}, "eig route, without centering"),
