@@ -6,7 +6,7 @@
         --norm zca --whiten-over examples --epochs 15 --batch-size 250 --lr 1e-3 --lr-decay 0.99
 
 The network is ``Dense -> Tanh -> [normalization] -> Dense -> LeakyReLU -> Dense`` with a
-softmax cross-entropy on top (:func:`layers.network.build_mlp`), trained by SGD with momentum or
+softmax cross-entropy on top (:func:`layers.model.build_mlp`), trained by SGD with momentum or
 Adam (:mod:`layers.optim`). Every gradient comes from the layers' own ``backward`` methods.
 
 Data: by default the 8x8 digits that scikit-learn ships (offline; ``pip install scikit-learn``),
@@ -43,16 +43,11 @@ if importlib.util.find_spec("layers") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layers.datasets import Dataset, IDXError, load_digits, load_fashion_mnist
-from layers.network import (
-    NORMS,
-    WHITEN_OVER,
-    NetworkWithLoss,
-    Sequential,
-    build_mlp,
-    fit,
-)
+from layers.model import NORMS, WHITEN_OVER, build_mlp
 from layers.optim import SGD, Adam, Optimizer
+from layers.sequential import NetworkWithLoss, Sequential
 from layers.softmax_ce import SoftmaxCrossEntropy
+from layers.training import fit
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 

@@ -11,6 +11,7 @@ from .finite_diff import directional_derivatives, harness_rng, partial_derivativ
 from .registry import LayerSpec, register_layer, registered_layers
 from .result import ArgumentResult, CheckResult, Finding
 from .testing import GradientCheckFailed, assert_gradients_pass
+from .version import __version__ as __version__
 
 __all__ = [
     "ArgumentResult",
@@ -29,5 +30,3 @@ __all__ = [
     "registered_layers",
     "relative_error",
 ]
-
-__version__ = "0.1.0"

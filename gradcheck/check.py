@@ -32,6 +32,7 @@ from .finite_diff import (
 )
 from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
 from .result import ArgumentResult, CheckResult, Finding, worst_status
+from .spectra import spectrum_summary
 from .state import LayerState
 
 Array = np.ndarray
@@ -176,20 +177,9 @@ def _spectrum_stats(layer: Any) -> Optional[Dict[str, float]]:
     if not callable(spectrum):
         return None
     try:
-        lam = np.sort(np.ravel(np.asarray(spectrum(), dtype=np.float64)))
+        return spectrum_summary(spectrum())
     except Exception:
         return None
-    if lam.size == 0:
-        return None
-    gaps = np.diff(lam)
-    top = float(lam[-1])
-    return {
-        "min_eigenvalue": float(lam[0]),
-        "max_eigenvalue": top,
-        "condition_number": float(top / lam[0]) if lam[0] > 0 else float("inf"),
-        "min_gap": float(gaps.min()) if gaps.size else float("inf"),
-        "min_relative_gap": float(gaps.min() / top) if gaps.size and top > 0 else float("inf"),
-    }
 
 
 def miss_probability(thresholds: Array, gradient_norm: float, relative_error: float) -> float:

@@ -15,12 +15,17 @@ import os
 import shlex
 import sys
 import textwrap
-import threading
 import time
-from typing import IO, Callable, List, Optional, Sequence, TextIO, Tuple
+from typing import IO, Callable, List, Optional, Sequence, Tuple
 
+from .argtypes import UsageError, parse_entry, parse_shape
+from .argtypes import nonnegative_float as _nonnegative_float
+from .argtypes import positive_float as _positive_float
+from .argtypes import positive_int as _positive_int
 from .check import MODES
 from .finite_diff import METHODS
+from .paper.command import add_paper_command
+from .progress import Progress
 from .registry import (
     LayerSpec,
     entry_point_errors,
@@ -39,71 +44,10 @@ DEFAULT_TIMEOUT = 120.0
 _PROBE_TIMEOUT = 5.0
 
 
-class UsageError(Exception):
-    """A problem with the command line or its inputs: exit code 2."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def parse_shape(text: str) -> Tuple[int, int]:
-    """``"NxD"`` to ``(N, D)``; raises ``argparse.ArgumentTypeError`` otherwise."""
-    parts = text.lower().split("x")
-    try:
-        n, d = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"shape must look like NxD (for example 16x4), got {text!r}"
-        ) from None
-    if n < 1 or d < 1:
-        raise argparse.ArgumentTypeError(f"shape dimensions must be positive, got {text!r}")
-    return n, d
-
-
-def parse_entry(text: str) -> Tuple[int, int]:
-    """``"i,j"`` to ``(i, j)``; raises ``argparse.ArgumentTypeError`` otherwise."""
-    try:
-        i, j = (int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"entry must look like i,j (for example 2,1), got {text!r}"
-        ) from None
-    if i < 0 or j < 0:
-        raise argparse.ArgumentTypeError(f"entry indices must be non-negative, got {text!r}")
-    return i, j
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 MAIN_EXAMPLES = """\
@@ -359,8 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mut.set_defaults(handler=cmd_mutants)
 
-    from .paper_suite import add_paper_command
-
     add_paper_command(sub)
 
     lst = sub.add_parser(
@@ -535,53 +477,6 @@ def plan_jobs(specs: Sequence[LayerSpec], args: argparse.Namespace) -> List[Job]
             for seed in seeds:
                 jobs.append(Job(spec, shape, seed, reproduce_command(spec, shape, seed, args)))
     return jobs
-
-
-class Progress:
-    """A one-line ``[done/total] label elapsed`` counter on a terminal's stderr.
-
-    It appears once the run has lasted ``delay`` seconds (short runs stay silent) and is redrawn
-    by a background thread, so that it moves even while one slow check runs; ``close`` erases it.
-    """
-
-    def __init__(self, stream: TextIO, delay: float = 1.0, interval: float = 0.2) -> None:
-        self.stream = stream
-        self.delay = delay
-        self.interval = interval
-        self.start = time.perf_counter()
-        self.text = ""
-        self.width = 0
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._tick, name="gradcheck-progress", daemon=True)
-        self.thread.start()
-
-    def update(self, done: int, total: int, job: Job) -> None:
-        with self.lock:
-            self.text = f"[{done}/{total}] {job.label[:60]}"
-        self._draw()
-
-    def _draw(self) -> None:
-        elapsed = time.perf_counter() - self.start
-        if elapsed < self.delay:
-            return
-        with self.lock:
-            line = f"{self.text}  {elapsed:.0f} s"
-            pad = max(0, self.width - len(line))
-            self.width = len(line)
-            self.stream.write("\r" + line + " " * pad)
-            self.stream.flush()
-
-    def _tick(self) -> None:
-        while not self.stop.wait(self.interval):
-            self._draw()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        if self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
 
 
 def _wants_colour(stream: IO[str]) -> bool:

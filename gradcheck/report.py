@@ -21,9 +21,12 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .result import STATUS_ORDER, ArgumentResult, CheckResult
+from .result import explain_check as explain
+from .result import printable as _printable
+from .version import __version__
 
 SCHEMA_VERSION = 2
 FORMATS: Tuple[str, ...] = ("text", "json", "markdown", "junit")
@@ -93,8 +96,6 @@ class Report:
         return f"{verdict}: " + ", ".join(parts) + f" in {self.elapsed:.2f} s"
 
     def to_dict(self) -> Dict[str, Any]:
-        from . import __version__
-
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "gradcheck", "version": __version__},
@@ -143,82 +144,6 @@ def _abs_err(r: CheckResult) -> float:
 
 def _rel_err(r: CheckResult) -> float:
     return r.rel_error if r.arguments else float("nan")
-
-
-def _entry_label(a: ArgumentResult, index: Sequence[int]) -> str:
-    """``W[2, 1]`` for an entry of a full-mode comparison, ``x dir 0`` for a direction."""
-    if a.mode == "directional":
-        return f"{a.name} dir {index[0] if len(index) == 1 else tuple(index)}"
-    return f"{a.name}[{', '.join(str(i) for i in index)}]"
-
-
-# Control characters a layer's exception message may carry (terminal escapes, NUL): shown as
-# escapes so that they can neither restyle a terminal nor corrupt a saved report.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def _printable(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-_ENTRY_HEADERS = ("entry", "analytic", "numeric", "|diff|", "tolerance", "est.err")
-
-
-def explain(r: CheckResult) -> str:
-    """A multi-line account of one check: the verdict, then for every argument that did not pass
-    its worst entries side by side, each named by the input or parameter it belongs to, then the
-    findings and the command that reproduces the check."""
-    lines = [r.summary()]
-    for a in r.arguments:
-        c = a.comparison
-        unit = "directions" if a.mode == "directional" else "entries"
-        lines.append(
-            f"  {a.kind} {a.name!r} ({a.mode}, {a.method}): {c.status}, "
-            f"rel error {c.rel_error:.3e}, rtol {c.rtol:.2e}, atol {c.atol:.2e}, "
-            f"{c.n_failed}/{c.n_entries} {unit} beyond tolerance"
-        )
-        if a.diagnosis is not None:
-            lines.append(f"    diagnosis ({a.diagnosis.kind}): {a.diagnosis.message}")
-        if a.status == "pass" or not c.worst:
-            continue
-        rows = [
-            (
-                _entry_label(a, e.index),
-                f"{e.analytic:.6e}",
-                f"{e.numeric:.6e}",
-                f"{e.abs_error:.2e}",
-                f"{e.tolerance:.2e}",
-                f"{e.error_estimate:.2e}",
-            )
-            for e in c.worst
-        ]
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(_ENTRY_HEADERS)]
-        # The entry name is text, read left to right; the numbers line up on the right.
-        lines.append(
-            "    "
-            + "  ".join(
-                h.ljust(w) if i == 0 else h.rjust(w)
-                for i, (h, w) in enumerate(zip(_ENTRY_HEADERS, widths))
-            )
-        )
-        for row in rows:
-            lines.append(
-                "    "
-                + "  ".join(
-                    cell.ljust(w) if i == 0 else cell.rjust(w)
-                    for i, (cell, w) in enumerate(zip(row, widths))
-                )
-            )
-        if a.mode == "directional":
-            lines.append(
-                f"    (each row is <gradient of {a.name}, v> for one random direction v; "
-                "rerun with --mode full to name the wrong entries)"
-            )
-    for f in r.findings:
-        lines.append(f"  [{f.severity}] {f.code}: {f.message}")
-    if r.reproduce:
-        lines.append(f"  reproduce: {r.reproduce}")
-    return _printable("\n".join(lines))
 
 
 def decisive_tolerance(r: CheckResult) -> Optional[Tuple[str, float]]:

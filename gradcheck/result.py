@@ -7,8 +7,9 @@ resolve the tolerance; never counted as a pass), ``"fail"`` (the backward is wro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -259,6 +260,80 @@ class CheckResult:
         """A multi-line account: the verdict, for every argument that did not pass its worst
         entries side by side (named ``x[1, 0]``, ``gamma[2]``), the findings, the reproduce
         command. The same text as the report's failure details."""
-        from .report import explain
+        return explain_check(self)
 
-        return explain(self)
+
+def entry_label(a: ArgumentResult, index: Sequence[int]) -> str:
+    """``W[2, 1]`` for an entry of a full-mode comparison, ``x dir 0`` for a direction."""
+    if a.mode == "directional":
+        return f"{a.name} dir {index[0] if len(index) == 1 else tuple(index)}"
+    return f"{a.name}[{', '.join(str(i) for i in index)}]"
+
+
+# Control characters a layer's exception message may carry (terminal escapes, NUL): shown as
+# escapes so that they can neither restyle a terminal nor corrupt a saved report.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_ENTRY_HEADERS = ("entry", "analytic", "numeric", "|diff|", "tolerance", "est.err")
+
+
+def explain_check(r: CheckResult) -> str:
+    """A multi-line account of one check: the verdict, then for every argument that did not pass
+    its worst entries side by side, each named by the input or parameter it belongs to, then the
+    findings and the command that reproduces the check."""
+    lines = [r.summary()]
+    for a in r.arguments:
+        c = a.comparison
+        unit = "directions" if a.mode == "directional" else "entries"
+        lines.append(
+            f"  {a.kind} {a.name!r} ({a.mode}, {a.method}): {c.status}, "
+            f"rel error {c.rel_error:.3e}, rtol {c.rtol:.2e}, atol {c.atol:.2e}, "
+            f"{c.n_failed}/{c.n_entries} {unit} beyond tolerance"
+        )
+        if a.diagnosis is not None:
+            lines.append(f"    diagnosis ({a.diagnosis.kind}): {a.diagnosis.message}")
+        if a.status == "pass" or not c.worst:
+            continue
+        rows = [
+            (
+                entry_label(a, e.index),
+                f"{e.analytic:.6e}",
+                f"{e.numeric:.6e}",
+                f"{e.abs_error:.2e}",
+                f"{e.tolerance:.2e}",
+                f"{e.error_estimate:.2e}",
+            )
+            for e in c.worst
+        ]
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(_ENTRY_HEADERS)]
+        # The entry name is text, read left to right; the numbers line up on the right.
+        lines.append(
+            "    "
+            + "  ".join(
+                h.ljust(w) if i == 0 else h.rjust(w)
+                for i, (h, w) in enumerate(zip(_ENTRY_HEADERS, widths))
+            )
+        )
+        for row in rows:
+            lines.append(
+                "    "
+                + "  ".join(
+                    cell.ljust(w) if i == 0 else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(row, widths))
+                )
+            )
+        if a.mode == "directional":
+            lines.append(
+                f"    (each row is <gradient of {a.name}, v> for one random direction v; "
+                "rerun with --mode full to name the wrong entries)"
+            )
+    for f in r.findings:
+        lines.append(f"  [{f.severity}] {f.code}: {f.message}")
+    if r.reproduce:
+        lines.append(f"  reproduce: {r.reproduce}")
+    return printable("\n".join(lines))

@@ -10,18 +10,22 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable
 
+import numpy as np
+
+from gradcheck.registry import register_layer
+
 from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
 from .centering import Center
 from .dense import Dense
+from .paper import register_paper_variants
 from .softmax_ce import SoftmaxCrossEntropy
 from .standardize import Standardize
+from .variants import register_variants
 from .whitening import DecorrelatedBatchNorm, ZCAWhitening
 
 
 def _eval_dbn(eps: float = 1e-5) -> DecorrelatedBatchNorm:
     """A DBN in inference mode, after a few training batches gave it running statistics."""
-    import numpy as np
-
     layer = DecorrelatedBatchNorm(eps=eps)
     rng = np.random.default_rng(1234)
     for _ in range(3):
@@ -41,8 +45,6 @@ def _with_eps(cls: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
 
 def register() -> None:
     """Register every built-in variant (idempotent: re-registering replaces)."""
-    from gradcheck.registry import register_layer
-
     reg = partial(register_layer, replace=True)
     reg(
         "center",
@@ -149,8 +151,5 @@ def register() -> None:
     reg("leaky-relu", LeakyReLU, tags=["activation"], description="leaky ReLU, slope 0.01")
     reg("tanh", Tanh, tags=["activation"], description="tanh")
     reg("sigmoid", Sigmoid, tags=["activation"], description="logistic sigmoid")
-    from .paper import register_paper_variants
-    from .variants import register_variants
-
     register_variants()
     register_paper_variants()

@@ -25,9 +25,10 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Array = np.ndarray
 PathLike = Union[str, "os.PathLike[str]"]
@@ -295,21 +296,21 @@ def load_fashion_mnist(directory: PathLike) -> Dataset:
 # scikit-learn's digits.
 
 
-def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> Tuple[Array, Array]:
+def stratified_split(labels: ArrayLike, test_fraction: float, seed: int) -> Tuple[Array, Array]:
     """Indices ``(train, test)`` that put ``test_fraction`` of every class in the test set.
 
     Deterministic for a given ``seed``; both index arrays are sorted.
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"stratified_split: test_fraction must be in (0, 1), got {test_fraction}")
-    labels = np.asarray(labels)
+    y = np.asarray(labels)
     rng = np.random.default_rng(seed)
     test = []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
         test.append(members[: round(test_fraction * len(members))])
     test_idx = np.sort(np.concatenate(test))
-    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+    train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
     return train_idx, test_idx
 
 

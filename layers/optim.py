@@ -1,7 +1,7 @@
 """Hand-written optimizers: SGD with momentum, and Adam with its bias correction.
 
 An optimizer updates the arrays of a ``params`` dict in place from the arrays of a ``grads``
-dict with the same keys (a layer's, or a whole :class:`~layers.network.Sequential`'s)::
+dict with the same keys (a layer's, or a whole :class:`~layers.sequential.Sequential`'s)::
 
     opt = Adam(lr=1e-3, lr_decay=0.99)
     for epoch in range(epochs):

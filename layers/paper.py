@@ -61,6 +61,8 @@ from typing import Any, ClassVar, Dict, Tuple
 
 import numpy as np
 
+from gradcheck.registry import register_layer
+
 from .base import (
     Array,
     Layer,
@@ -408,7 +410,7 @@ class AuthorsSVDWhitening(Layer):
 # Registration with the harness's catalogue.
 
 #: The variants the paper suite measured to be correct, registered for the standard battery.
-#: ``gradcheck.paper_suite`` recomputes the verdicts and its tests check this list against them.
+#: ``gradcheck.paper`` recomputes the verdicts and its tests check this list against them.
 CORRECT_VARIANTS: Tuple[str, ...] = ("corrected",)
 
 
@@ -434,8 +436,6 @@ def register_paper_variants() -> None:
     ``Sigma = eps I``); see the gap study in ``docs/paper-errata.md``. The registered shapes are
     ``N > D`` with Gaussian entries, where that does not happen.
     """
-    from gradcheck.registry import register_layer
-
     shapes = [(8, 3), (16, 5)]
     forms: Tuple[Tuple[str, Dict[str, Any], str], ...] = (
         ("", {}, "eig route, centered"),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from gradcheck.registry import register_layer
+
 from .cholesky_whitening import CholeskyWhitening
 from .group_whitening import GroupWhitening
 from .iternorm import IterNorm
@@ -32,8 +34,6 @@ def _factory(cls: Callable[..., Any], label: str, **fixed: Any) -> Callable[...,
 
 def register_variants() -> None:
     """Register the four whitening variants (idempotent: re-registering replaces)."""
-    from gradcheck.registry import register_layer
-
     register_layer(
         "pca-whitening",
         _factory(PCAWhitening, "pca_whitening"),

@@ -291,7 +291,8 @@ class DecorrelatedBatchNorm(Layer):
         if num_features is not None:
             self._ensure_state(int(num_features))
 
-    def _ensure_state(self, d: int) -> None:
+    def _ensure_state(self, d: int) -> Tuple[Array, Array]:
+        """The running ``(mean, whitening)`` for ``d`` features, made on first use."""
         if self.running_mean is None or self.running_whitening is None:
             self.running_mean = np.zeros(d)
             self.running_whitening = np.eye(d)
@@ -302,12 +303,13 @@ class DecorrelatedBatchNorm(Layer):
             )
         if self.affine:
             ensure_feature_params(self, d, gamma=1.0, beta=0.0)
+        return self.running_mean, self.running_whitening
 
     def forward(self, x: Array) -> Array:
         """Whiten (batch statistics in train mode, running ones in eval mode), then scale/shift."""
         x = as_float64(check_matrix(self.name, "x", x))
         check_real(self.name, "x", x)
-        self._ensure_state(x.shape[-1])
+        running_mean, running_whitening = self._ensure_state(x.shape[-1])
         if self.train:
             try:
                 xhat, zca = zca_forward(x, self.eps, self.method, center=True)
@@ -315,12 +317,12 @@ class DecorrelatedBatchNorm(Layer):
                 raise _covariance_error(self, self.eps, err) from err
             if x.ndim == 2:
                 m = self.momentum
-                self.running_mean = (1 - m) * self.running_mean + m * zca["mean"][0]
-                self.running_whitening = (1 - m) * self.running_whitening + m * zca["w"]
+                self.running_mean = (1 - m) * running_mean + m * zca["mean"][0]
+                self.running_whitening = (1 - m) * running_whitening + m * zca["w"]
             cache: Dict[str, Any] = {"train": True, "zca": zca}
         else:
-            w = self.running_whitening
-            xhat = (x - self.running_mean) @ w
+            w = running_whitening
+            xhat = (x - running_mean) @ w
             cache = {"train": False, "w": w}
         cache["xhat"], cache["shape"] = xhat, x.shape
         self.cache = cache

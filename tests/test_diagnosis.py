@@ -17,7 +17,8 @@ import pytest
 
 from gradcheck import check_layer
 from gradcheck.diagnosis import KINDS, diagnose, diagnose_results, named_factors
-from gradcheck.paper_suite import draw_cases, measure_variant
+from gradcheck.paper.cases import draw_cases
+from gradcheck.paper.verdicts import measure_variant
 from gradcheck.report import Report, render_json, render_markdown, render_text
 from gradcheck.result import Diagnosis
 from layers.mutants import ZCANoCovariancePath, ZCANoSymmetrization

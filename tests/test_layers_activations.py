@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _fd import assert_no_mutation, check_layer, complex_step_grad, rel_error
+from _oracle import assert_no_mutation, check_layer, complex_step_grad, rel_error
 
 from layers import LeakyReLU, ReLU, Sigmoid, Tanh
 

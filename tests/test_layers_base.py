@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _fd import numeric_grad, rel_error
+from _oracle import numeric_grad, rel_error
 
 import layers
 from layers.base import (

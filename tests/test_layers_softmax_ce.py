@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _fd import complex_step_grad, numeric_grad, rel_error
+from _oracle import complex_step_grad, numeric_grad, rel_error
 
 from layers import SoftmaxCrossEntropy, softmax
 

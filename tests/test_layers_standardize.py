@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _fd import (
+from _oracle import (
     assert_no_mutation,
     assert_stack_matches_loop,
     check_layer,

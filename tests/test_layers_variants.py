@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _fd import assert_no_mutation, assert_stack_matches_loop, rel_error
+from _oracle import assert_no_mutation, assert_stack_matches_loop, rel_error
 
 from gradcheck import check_layer
 from gradcheck.registry import get_layer_spec

@@ -17,9 +17,11 @@ import pytest
 
 from layers import Dense
 from layers.datasets import FASHION_MNIST_FILES, write_idx
-from layers.network import NetworkWithLoss, Sequential, build_mlp, fit
+from layers.model import build_mlp
 from layers.optim import SGD, Adam
+from layers.sequential import NetworkWithLoss, Sequential
 from layers.softmax_ce import SoftmaxCrossEntropy
+from layers.training import fit
 
 SEED = 7
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_mlp.py"

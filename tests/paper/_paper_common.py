@@ -10,7 +10,7 @@ from functools import cache
 
 import numpy as np
 
-from gradcheck.paper_suite import PaperReport, run_paper_suite
+from gradcheck.paper.suite import PaperReport, run_paper_suite
 
 SEED = 0
 EXAMPLES = 32

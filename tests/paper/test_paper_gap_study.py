@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcheck.paper_suite import (
-    DEFAULT_GAPS,
-    GAP_ROUTES,
-    gap_batch,
-    gap_study,
-    plot_gap_study,
-    render_gap_markdown,
-    render_gap_text,
-    sigma_spectrum,
-)
+from gradcheck.paper.cases import sigma_spectrum
+from gradcheck.paper.gap import DEFAULT_GAPS, GAP_ROUTES, gap_batch, gap_study
+from gradcheck.paper.gap_plot import plot_gap_study
+from gradcheck.paper.render import render_gap_markdown, render_gap_text
 
 GAPS = (1e-1, 1e-4, 1e-8, 1e-12, 0.0)
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from gradcheck.paper_suite import SWITCHES, exact_spectrum_batch
+from gradcheck.paper.cases import SWITCHES
 from gradcheck.registry import _REGISTRY, make_input, register_layer, unregister_layer
+from gradcheck.spectra import exact_spectrum_batch
 from layers import paper
 from layers.paper import (
     CORRECT_VARIANTS,

@@ -12,11 +12,8 @@ import pytest
 from _paper_common import lapack_2x2_eigenvectors_symmetric
 
 from gradcheck import check_layer
-from gradcheck.paper_suite import (
-    VARIANT_NAMES,
-    missing_switches,
-    special_inputs,
-)
+from gradcheck.paper.cases import VARIANT_NAMES, missing_switches
+from gradcheck.paper.special import special_inputs
 from layers.paper import PaperDBNWhitening
 
 SPECIAL = {s.name: s for s in special_inputs()}

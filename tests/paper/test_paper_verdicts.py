@@ -18,17 +18,9 @@ import pytest
 from _paper_common import describe, full_report, lapack_2x2_eigenvectors_symmetric
 from hypothesis import HealthCheck, Phase, assume, given, settings
 
-from gradcheck.paper_suite import (
-    EXPECTED,
-    LAYOUTS,
-    ROUTES,
-    SEARCH_MAX_N,
-    VARIANT_NAMES,
-    draw_cases,
-    in_search_domain,
-    paper_cases,
-    run_case,
-)
+from gradcheck.paper.cases import LAYOUTS, ROUTES, VARIANT_NAMES, draw_cases, run_case
+from gradcheck.paper.search import SEARCH_MAX_N, in_search_domain, paper_cases
+from gradcheck.paper.verdicts import EXPECTED
 from layers.paper import CORRECT_VARIANTS
 
 WRONG = [v for v in VARIANT_NAMES if EXPECTED[v] == "wrong"]

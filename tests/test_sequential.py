@@ -1,4 +1,4 @@
-"""layers.network: a whole network checked by the harness as one layer, modes, parameter views."""
+"""layers.sequential: a whole network checked by the harness as one layer; modes; param views."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import pytest
 
 from gradcheck import check_layer
 from layers import DecorrelatedBatchNorm, Dense, SoftmaxCrossEntropy, Tanh, ZCAWhitening
-from layers.network import (
-    BatchNorm,
-    NetworkWithLoss,
-    Sequential,
-    batch_indices,
-    build_mlp,
-    make_norm,
-)
+from layers.model import build_mlp
+from layers.sequential import NetworkWithLoss, Sequential
 
 SEED = 20240607
 # Every normalization the training example offers, as (norm, whiten_over).
@@ -188,65 +182,6 @@ def test_stacked_forward_matches_a_loop_and_leaves_running_stats_alone():
     np.testing.assert_allclose(stacked, looped, rtol=1e-10, atol=1e-12)
 
 
-def test_batchnorm_running_statistics_and_eval_output():
-    rng = np.random.default_rng(SEED)
-    bn = BatchNorm(3, eps=1e-5, affine=True, momentum=1.0)
-    x = rng.standard_normal((50, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -3.0]
-    bn.params["gamma"][...] = [1.0, 2.0, 3.0]
-    y_train = bn.forward(x)
-    np.testing.assert_allclose(bn.running_mean, x.mean(axis=0))
-    np.testing.assert_allclose(bn.running_var, x.var(axis=0))
-    bn.train = False
-    # With momentum 1 the running statistics are this batch's, so eval reproduces train mode.
-    np.testing.assert_allclose(bn.forward(x), y_train, rtol=1e-12, atol=1e-12)
-    bn2 = BatchNorm(3, momentum=0.1)
-    for _ in range(200):
-        bn2.forward(rng.standard_normal((64, 3)) * 2.0 + 5.0)
-    np.testing.assert_allclose(bn2.running_mean, 5.0, atol=0.3)
-    np.testing.assert_allclose(bn2.running_var, 4.0, rtol=0.2)
-
-
-def test_batchnorm_gradients_both_modes():
-    bn = BatchNorm(3, affine=True)
-    x = np.random.default_rng(SEED).standard_normal((10, 3))
-    bn.params["gamma"][...] = [0.5, 1.5, -2.0]
-    assert check_layer(bn, x, mode="full").status == "pass"
-    bn.train = False
-    assert check_layer(bn, x, mode="full").status == "pass"
-
-
-def test_make_norm_choices():
-    assert make_norm("none", 5) is None
-    bn = make_norm("standardize", 5)
-    assert isinstance(bn, BatchNorm) and bn.eps == 1e-5
-    zca = make_norm("zca", 5)
-    assert isinstance(zca, DecorrelatedBatchNorm) and not zca.affine and zca.eps == 1e-3
-    ex = make_norm("zca", 5, whiten_over="examples")
-    assert isinstance(ex, ZCAWhitening) and ex.axis == "examples" and not ex.center
-    assert ex.eps == 0.06
-    assert make_norm("dbn", 5, eps=0.5).affine
-    with pytest.raises(ValueError, match="over examples is offered for norm='zca' only"):
-        make_norm("dbn", 5, whiten_over="examples")
-    with pytest.raises(ValueError, match="'norm' must be one of"):
-        make_norm("batchnorm", 5)
-
-
-def test_build_mlp_shapes_and_seed():
-    net = build_mlp(7, (5, 4, 3), 2, norm="none", seed=1)
-    kinds = [type(layer).__name__ for layer in net]
-    assert kinds == ["Dense", "Tanh", "Dense", "LeakyReLU", "Dense", "LeakyReLU", "Dense"]
-    assert net.forward(np.zeros((3, 7))).shape == (3, 2)
-    again = build_mlp(7, (5, 4, 3), 2, norm="none", seed=1)
-    other = build_mlp(7, (5, 4, 3), 2, norm="none", seed=2)
-    np.testing.assert_array_equal(net.params["0.W"], again.params["0.W"])
-    assert not np.array_equal(net.params["0.W"], other.params["0.W"])
-    # Distinct streams per layer: equal shapes must not get equal weights.
-    square = build_mlp(4, (4, 4), 4, norm="none", seed=0)
-    assert not np.array_equal(square.params["0.W"], square.params["2.W"])
-    with pytest.raises(ValueError, match="at least one hidden size"):
-        build_mlp(4, (), 2)
-
-
 def test_sequential_rejects_non_layers_and_loss_layers():
     with pytest.raises(TypeError, match="no forward/backward"):
         Sequential([Dense(2, 2), object()])
@@ -256,14 +191,3 @@ def test_sequential_rejects_non_layers_and_loss_layers():
         Sequential([])
     with pytest.raises(RuntimeError, match="before forward"):
         Sequential([Dense(2, 2)]).backward(np.zeros((1, 2)))
-
-
-def test_batch_indices_cover_everything_in_near_equal_batches():
-    rng = np.random.default_rng(SEED)
-    batches = batch_indices(1347, 100, rng)
-    sizes = [len(b) for b in batches]
-    assert len(batches) == 13 and min(sizes) >= 100 and max(sizes) - min(sizes) <= 1
-    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(1347))
-    ordered = batch_indices(10, 4)
-    np.testing.assert_array_equal(np.concatenate(ordered), np.arange(10))
-    assert [len(b) for b in batch_indices(3, 100)] == [3]

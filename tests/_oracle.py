@@ -1,4 +1,9 @@
-"""A private central-difference checker for the layer tests, until the harness lands.
+"""The layer tests' gradient oracle: finite differences that share no code with the harness.
+
+The layers' own tests compare each hand-written backward with this plain central difference
+(and the complex step), not with ``gradcheck``, so that a bug in the harness cannot hide a bug
+in a layer: the harness is tested against the layers, and the layers against this. Its
+``check_layer`` is that comparison, unrelated to :func:`gradcheck.check_layer`.
 
 Everything is float64. The scalar whose gradient is estimated is ``L(x) = sum(f(x) * dy)``, so
 the estimate is what a correct ``backward(dy)`` must return (a vector-Jacobian product).
