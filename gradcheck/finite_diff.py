@@ -456,10 +456,11 @@ def _consistent_level(levels: Sequence[_Raw]) -> Tuple[Array, Array]:
     """Per direction, the level to keep among estimates at steps shrinking level by level.
 
     The coarsest pair of successive finite levels whose values agree within three times their
-    combined error estimates is taken as converged, and the finer of the two is chosen, its
-    error raised (in place, on ``levels``) to at least the pair's difference over
-    ``16^2 - 1``: the leading ``h^2`` term shrinks 256-fold from one level to the next, so
-    that is what the difference says of the finer one (an overestimate for higher orders).
+    combined error estimates is taken as converged. Their difference bounds the errors: the
+    leading ``h^2`` term shrinks 256-fold from one level to the next, so the coarser is off by
+    about the difference and the finer by about the difference over ``16^2 - 1`` (an
+    overestimate for higher orders). Each error is raised (in place, on ``levels``) to at
+    least that, and the one of the two with the smaller error is chosen.
     A single level's own error estimate assumes the asymptotic regime, which near a pole or the
     edge of a domain the first finite step is often far from. Returns the chosen level (-1:
     none finite) and whether it was confirmed by such a pair (else it is the finest finite
@@ -473,8 +474,9 @@ def _consistent_level(levels: Sequence[_Raw]) -> Tuple[Array, Array]:
         with np.errstate(invalid="ignore", over="ignore"):
             gap = np.abs(a.value - b.value)
             ok = a.finite & b.finite & (gap <= 3.0 * (a.error + b.error)) & ~agreed
-        choice[ok] = j + 1
+        a.error[ok] = np.maximum(a.error[ok], gap[ok])
         b.error[ok] = np.maximum(b.error[ok], gap[ok] / 255.0)
+        choice[ok] = np.where(b.error[ok] < a.error[ok], j + 1, j)
         agreed |= ok
     for j in range(len(levels) - 1, -1, -1):
         unset = (choice < 0) & levels[j].finite
@@ -565,6 +567,16 @@ def directional_derivatives(
 
     _, offsets = _STENCILS[method]
     n_off = len(offsets)
+    # The asymmetry A(s) = (L(x+sh) - 2L(x) + L(x-sh)) / sh carries about 4 sigma / (s h) of
+    # the forward's noise sigma, against sigma / (s_min h) in the estimate: the gain from the
+    # estimate's pooled noise to the kink term's.
+    kink_offsets = sorted(offsets)[:3]
+    kink_gain = float(
+        sum(
+            4.0 * abs(c) * min(offsets) / s
+            for c, s in zip(_kink_weights(kink_offsets), kink_offsets)
+        )
+    )
     step = np.asarray(step, dtype=np.float64)
     y0 = np.asarray(outputs(x[None]))[0]
     everything = np.arange(n_directions)
@@ -669,11 +681,13 @@ def directional_derivatives(
         noise = np.where(np.isfinite(noise), noise, 0.0)
         error += noise
         # The kink term is noise itself (a second difference) wherever L is smooth; it counts
-        # where it stands well above that noise (its own, pooled like the estimate's, and the
-        # estimate's), or above a thousandth of the estimate: a slope jump at a kink, or a jump
-        # of L within the step, is of the derivative's own size or larger. (The second test
-        # matters when jumps are everywhere, which inflates the pooled noise.)
-        kink_noise = _pooled_noise(raw.kink, raw.h_small)
+        # where it stands well above that noise, or above a thousandth of the estimate (a
+        # jump of L within the step is of the derivative's own size or larger). Its noise is
+        # the forward's noise (pooled from the spreads, as the estimate's) through the kink
+        # weights, not a pool of the kink terms themselves: when every direction crosses the
+        # same kink (a ReLU at 0 touches every Gaussian direction) such a pool is made of
+        # real slope jumps and hides the small ones.
+        kink_noise = noise * kink_gain
         counts = (raw.kink > 4.0 * (noise + raw.kink_floor + kink_noise)) | (
             raw.kink > 1e-3 * np.abs(raw.value)
         )
@@ -855,10 +869,16 @@ def _richardson(
     )
 
 
-def _power_of_two_below(h: Array) -> Array:
-    """The largest power of two not above each ``h`` (``h > 0``)."""
+def _short_step(h: Array) -> Array:
+    """Each ``h > 0`` rounded down to 4 significant bits (by at most 1/8 of itself).
+
+    With so few bits, ``k h`` for ``k = 1, 2, 4, 8`` and ``h / 16^j`` keep their lowest bit far
+    above the ulp of an entry they are added to (``h`` is about ``eps^p |x_i|``, 2^30 ulps and
+    more), so ``x_i + k h`` is exact. A power of two would do too, but could halve the step and
+    double the round-off error.
+    """
     mantissa, exponent = np.frexp(np.asarray(h, dtype=np.float64))
-    return np.ldexp(np.ones_like(mantissa), exponent - 1)
+    return np.ldexp(np.floor(mantissa * 16.0) / 16.0, exponent)
 
 
 def partial_derivatives(
@@ -873,8 +893,8 @@ def partial_derivatives(
     """Estimate ``dL/dx_i`` for every entry ``i`` of ``x`` (or the flat ``indices`` given).
 
     The step of entry ``i`` is ``eps^p * max(typical, |x_i|)`` (``typical``: the median nonzero
-    ``|x_i|``, see :func:`typical_scale`), rounded down to a power of two so that every stencil
-    point ``x_i +- k h`` is exact.
+    ``|x_i|``, see :func:`typical_scale`), rounded down to 4 significant bits so that every
+    stencil point ``x_i +- k h`` is exact.
     Returns arrays of shape ``(len(indices),)``, or ``x.shape`` when ``indices`` is ``None``.
     """
     flat = np.ravel(x)
@@ -882,13 +902,13 @@ def partial_derivatives(
     h = base_step(method, flat[idx_all], typical=typical_scale(flat))
     textbook = base_step(method, flat[idx_all])
     if method != "complex-step":
-        # Steps rounded down to powers of two: every stencil point x_i +- k h (k = 1, 2, 4, 8)
+        # Steps with few significant bits: every stencil point x_i +- k h (k = 1, 2, 4, 8)
         # and every smaller step tried near a pole (h / 16^j) is then exact, so the stencil's
         # offsets are what the formula assumes. (A rounded point would be off by up to half an
         # ulp of x_i, an error of |g_i| ulp(x_i) / h that no output-based floor sees, and which
         # dominates next to a pole, where |g_i| is huge.)
-        h = _power_of_two_below(h)
-        textbook = _power_of_two_below(textbook)
+        h = _short_step(h)
+        textbook = _short_step(textbook)
 
     def unit_directions(j: Array) -> Array:
         v = np.zeros((len(j), flat.size))

@@ -39,7 +39,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .compare import compare
+from .compare import FAIL_MARGIN, compare
 from .finite_diff import base_step, harness_rng
 from .objective import LayerObjective, is_loss_layer
 from .result import ArgumentResult, CheckResult
@@ -442,7 +442,8 @@ def drawable_arguments(result: CheckResult) -> List[ArgumentResult]:
 
 
 def allowed_difference(arg: ArgumentResult) -> Array:
-    """Per entry, what ``|analytic - numeric|`` may be: the tolerance plus the estimate's error.
+    """Per entry, what ``|analytic - numeric|`` may be: the tolerance plus the estimate's error
+    (times ``FAIL_MARGIN``, as the fail test allows).
 
     The tolerance of every entry is read from :func:`compare` itself (asked for all entries,
     with the comparison's own ``rtol`` and ``atol``), not recomputed here.
@@ -453,7 +454,7 @@ def allowed_difference(arg: ArgumentResult) -> Array:
     full = compare(a, n, e, rtol=c.rtol, atol=c.atol, n_worst=int(np.size(a)))
     allowed = np.empty(np.shape(a), dtype=np.float64)
     for entry in full.worst:
-        allowed[entry.index] = entry.tolerance + entry.error_estimate
+        allowed[entry.index] = entry.tolerance + FAIL_MARGIN * entry.error_estimate
     return allowed
 
 

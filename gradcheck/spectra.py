@@ -130,9 +130,7 @@ def spectrum_summary(eigenvalues: ArrayLike) -> Optional[Dict[str, float]]:
         "max_eigenvalue": top,
         "condition_number": top / low if low > 0 else math.inf,
         "min_gap": min_gap,
-        "min_relative_gap": _relative_gap(min_gap, top, min_gap == 0)
-        if gaps.size
-        else math.inf,
+        "min_relative_gap": _relative_gap(min_gap, top, min_gap == 0) if gaps.size else math.inf,
     }
 
 
