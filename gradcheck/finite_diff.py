@@ -122,6 +122,9 @@ class Estimate:
     evaluations: int  # points at which F was evaluated, in all
     recovery: Optional[Array] = None
     nonfinite_side: Optional[Array] = None
+    # A slope jump found at x (steady across the offsets), per direction; None if none. It is
+    # at x, so it holds for every step: richardson carries it to its finer candidates.
+    kink: Optional[Array] = None
 
 
 FLOAT64 = np.dtype(np.float64)
@@ -302,6 +305,7 @@ class _Raw:
     side: Array  # +1 / -1 / 2: where non-finite points were, 0 if none
     h_small: Array  # the smallest step of the stencil, per direction
     swallowed: Array  # some output moved at the probe step but at no stencil point
+    steady: Array  # the kink term is the same from the coarser offsets: a jump, not curvature
 
 
 _RAW_FIELDS = (
@@ -315,6 +319,7 @@ _RAW_FIELDS = (
     "largest_delta",
     "finite",
     "h_small",
+    "steady",
 )
 
 
@@ -371,11 +376,16 @@ def _evaluate(
         np.zeros(n),
         np.asarray(step) * float(min(offsets)),
         np.zeros(n, dtype=bool),
+        np.zeros(n, dtype=bool),
     )
     if probe is not None:
         probe = np.asarray(probe, dtype=np.float64)
     kink_offsets = sorted(offsets)[:3]
     kink_weights = _kink_weights(kink_offsets)
+    # With four offsets, the same fit over the coarser three tells a slope jump (the same
+    # from both) from curvature (which grows with the step).
+    coarse_offsets = sorted(offsets)[1:4] if n_off >= 4 else []
+    coarse_weights = _kink_weights(coarse_offsets) if coarse_offsets else np.zeros(0)
     y0_mag = None
     n_pts = 2 * n_off + (2 if probe is not None else 0)
     group = max(1, chunk // n_pts)
@@ -426,7 +436,7 @@ def _evaluate(
                 if swallowed_mag is not None:
                     mag = mag + swallowed_mag
                 floors.append(eps * mag / (2.0 * s * h))
-                if s in kink_offsets:
+                if s in kink_offsets or s in coarse_offsets:
                     # Forward minus backward one-sided slope, output by output and in absolute
                     # value (so that kinks in several outputs cannot cancel through the signs of
                     # w): s*h*|y''| where the outputs are smooth, the slope jump at a kink.
@@ -443,6 +453,11 @@ def _evaluate(
             raw.kink_floor[pos] = sum(
                 abs(c) * asymmetry_floor[s] for c, s in zip(kink_weights, kink_offsets)
             )
+            if coarse_offsets:
+                kink_coarse = np.abs(
+                    sum(c * asymmetry[s] for c, s in zip(coarse_weights, coarse_offsets))
+                )
+                raw.steady[pos] = np.abs(kink_coarse - raw.kink[pos]) <= 0.1 * raw.kink[pos]
             raw.value[pos] = val
             raw.error[pos] = trunc + roundoff
             raw.finest[pos] = np.abs(d[int(np.argmin(offsets))])
@@ -681,17 +696,22 @@ def directional_derivatives(
         noise = np.where(np.isfinite(noise), noise, 0.0)
         error += noise
         # The kink term is noise itself (a second difference) wherever L is smooth; it counts
-        # where it stands well above that noise, or above a thousandth of the estimate (a
-        # jump of L within the step is of the derivative's own size or larger). Its noise is
-        # the forward's noise (pooled from the spreads, as the estimate's) through the kink
-        # weights, not a pool of the kink terms themselves: when every direction crosses the
-        # same kink (a ReLU at 0 touches every Gaussian direction) such a pool is made of
-        # real slope jumps and hides the small ones.
-        kink_noise = noise * kink_gain
-        counts = (raw.kink > 4.0 * (noise + raw.kink_floor + kink_noise)) | (
-            raw.kink > 1e-3 * np.abs(raw.value)
+        # where it stands well above that noise (its own, pooled like the estimate's, and the
+        # estimate's), or above a thousandth of the estimate: a slope jump at a kink, or a jump
+        # of L within the step, is of the derivative's own size or larger. (The second test
+        # matters when jumps are everywhere, which inflates the pooled noise.) A pool of kink
+        # terms is made of real slope jumps when every direction crosses the same kink (a ReLU
+        # at 0 touches every Gaussian direction), and hides the small ones: so a kink term that
+        # is steady across the offsets (a slope jump, not curvature, which grows with the step)
+        # counts wherever it stands above the forward's own noise through the fit's weights.
+        kink_noise = _pooled_noise(raw.kink, raw.h_small)
+        counts = (
+            (raw.kink > 4.0 * (noise + raw.kink_floor + kink_noise))
+            | (raw.kink > 1e-3 * np.abs(raw.value))
+            | (raw.steady & (raw.kink > 4.0 * (noise * (1.0 + kink_gain) + raw.kink_floor)))
         )
         error += np.where(counts, raw.kink, 0.0)
+        jump = np.where(counts & raw.steady, raw.kink, 0.0)
         # Not converging, with differences that change the estimate itself (by more than 0.1%,
         # and beyond a millionth of the typical size, which noise does not reach): no step here
         # is small against the function's length scale, so the estimate says nothing at all.
@@ -719,6 +739,7 @@ def directional_derivatives(
         evaluations,
         recovery if touched.any() else None,
         side if touched.any() else None,
+        jump if np.any(jump > 0) else None,
     )
 
 
@@ -847,6 +868,7 @@ def _richardson(
                     np.zeros(doubtful.size),
                     level.step,
                     np.zeros(doubtful.size, dtype=bool),
+                    np.zeros(doubtful.size, dtype=bool),
                 )
                 for level in levels
             ]
@@ -857,6 +879,10 @@ def _richardson(
                 error[doubtful[take]] = level.error[take]
                 used[doubtful[take]] = level.step[take]
             error[doubtful[~agreed]] = np.inf
+    if coarse.kink is not None:
+        # A slope jump at x that the coarse tableau saw is there at every step: the finer
+        # candidates, whose stencils are too short to tell it from curvature, carry it too.
+        error = np.maximum(error, coarse.kink)
     touched = recovery != RECOVERY_NONE
     return Estimate(
         value,
