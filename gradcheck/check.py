@@ -10,6 +10,7 @@ for the input and every parameter and compares, entry by entry, with what backwa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -229,6 +230,11 @@ def resolved_error(thresholds: Array, scale: float, target: float = MISS_TARGET)
 
 # Below this a typical gradient entry counts as zero when stating relative resolutions.
 TINY_SCALE = 1e-300
+
+
+def _rows(v: Array, idx: Array) -> Array:
+    """The directions ``v[idx]``: a stack of directions as the estimators ask for them."""
+    return v[idx]
 
 
 def _project(v: Array, analytic: Array) -> Array:
@@ -708,7 +714,6 @@ class _Checker:
             # percentile) so that an entry whose draw was small by chance is not trusted more.
             spread = np.abs(g3[key] - expected)
             pooled = 2.0 * float(np.quantile(spread, 0.9)) if spread.size else 0.0
-            self.backward_noise[key] = np.maximum(spread, pooled)
             scale = max(
                 float(np.max(np.abs(expected), initial=0.0)),
                 float(np.max(np.abs(g3[key]), initial=0.0)),
@@ -733,6 +738,10 @@ class _Checker:
                         f"backward(0) is not zero for gradient {key!r}",
                     )
                 )
+            else:
+                # Linear up to rounding: what is left is the backward's rounding (of a
+                # nonlinear backward it would be the nonlinearity, already a finding).
+                self.backward_noise[key] = np.maximum(spread, pooled)
 
     def estimate(
         self,
@@ -921,7 +930,7 @@ class _Checker:
                     outputs,
                     base,
                     self.dy,
-                    lambda idx, v=v: v[idx],
+                    functools.partial(_rows, v),
                     k,
                     step,
                     method=method,
@@ -958,7 +967,7 @@ class _Checker:
             errors.append(band_error)
             projected.append(band_projection)
             atols.append(np.full(band_value.size, atol))
-            resolves.append(np.full(band_value.size, max(resolve_atol, atol)))
+            resolves.append(np.full(band_value.size, max(float(resolve_atol or 0.0), float(atol))))
             if unit:
                 # Entry by entry: nothing slips through by chance.
                 with np.errstate(invalid="ignore", divide="ignore"):

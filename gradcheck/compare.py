@@ -35,7 +35,7 @@ floor, while a failure is still judged against the tight ``tol_i``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -202,7 +202,7 @@ def compare(
         # Rank by how far each entry is beyond what it may differ by; ties broken by raw size.
         badness = d / np.maximum(tol + FAIL_MARGIN * e, TINY)
         badness = np.where(np.isnan(badness), np.inf if a.size else 0.0, badness)
-    order = np.argsort(-badness, axis=None, kind="stable")[:n_worst] if a.size else []
+    order: Any = np.argsort(-badness, axis=None, kind="stable")[:n_worst] if a.size else []
     worst = [
         Entry(
             index=tuple(int(i) for i in np.unravel_index(k, a.shape)),

@@ -307,6 +307,26 @@ class _Raw:
     swallowed: Array  # some output moved at the probe step but at no stencil point
     steady: Array  # the kink term is the same from the coarser offsets: a jump, not curvature
 
+    @classmethod
+    def empty(cls, n: int, h_small: Array) -> _Raw:
+        """``n`` directions, nothing evaluated yet (every stencil point counted finite)."""
+        zeros, no = (lambda: np.zeros(n)), (lambda: np.zeros(n, dtype=bool))
+        return cls(
+            value=zeros(),
+            error=zeros(),
+            spread=zeros(),
+            kink=zeros(),
+            kink_floor=zeros(),
+            finest=zeros(),
+            unconverged=no(),
+            largest_delta=zeros(),
+            finite=np.ones(n, dtype=bool),
+            side=zeros(),
+            h_small=np.asarray(h_small),
+            swallowed=no(),
+            steady=no(),
+        )
+
 
 _RAW_FIELDS = (
     "value",
@@ -368,16 +388,7 @@ def _evaluate(
     n_off = len(offsets)
     # Stencil points in the order +s1, -s1, +s2, -s2, ... for every direction of a group.
     signed = np.repeat(np.asarray(offsets, dtype=np.float64), 2) * np.tile([1.0, -1.0], n_off)
-    raw = _Raw(
-        *(np.zeros(n) for _ in range(6)),
-        np.zeros(n, dtype=bool),
-        np.zeros(n),
-        np.ones(n, dtype=bool),
-        np.zeros(n),
-        np.asarray(step) * float(min(offsets)),
-        np.zeros(n, dtype=bool),
-        np.zeros(n, dtype=bool),
-    )
+    raw = _Raw.empty(n, np.asarray(step) * float(min(offsets)))
     if probe is not None:
         probe = np.asarray(probe, dtype=np.float64)
     kink_offsets = sorted(offsets)[:3]
@@ -814,8 +825,8 @@ def _richardson(
     refine = np.flatnonzero(~(error <= _RICHARDSON_GOOD_ENOUGH * size))
     if refine.size:
         for factor in (
-            base_step("five-point", 1.0) / base_step("richardson", 1.0),
-            base_step("central", 1.0) / base_step("richardson", 1.0),
+            base_step("five-point", np.ones(1))[0] / base_step("richardson", np.ones(1))[0],
+            base_step("central", np.ones(1))[0] / base_step("richardson", np.ones(1))[0],
         ):
             fine = directional_derivatives(
                 outputs,
@@ -858,17 +869,11 @@ def _richardson(
             ]
             evaluations += sum(level.evaluations for level in levels)
             as_raw = [
-                _Raw(
-                    level.value,
-                    level.error,
-                    *(np.zeros(doubtful.size) for _ in range(4)),
-                    np.zeros(doubtful.size, dtype=bool),
-                    np.zeros(doubtful.size),
-                    np.isfinite(level.error),
-                    np.zeros(doubtful.size),
-                    level.step,
-                    np.zeros(doubtful.size, dtype=bool),
-                    np.zeros(doubtful.size, dtype=bool),
+                dataclasses.replace(
+                    _Raw.empty(doubtful.size, level.step),
+                    value=level.value,
+                    error=level.error,
+                    finite=np.isfinite(level.error),
                 )
                 for level in levels
             ]
