@@ -48,6 +48,7 @@ import numpy as np
 from .check import check_layer
 from .objective import is_loss_layer, layer_name
 from .result import CheckResult, Finding, worst_status
+from .state import LayerState
 from .targets import TargetSpec, draw_targets
 from .tracebacks import located
 
@@ -607,6 +608,28 @@ def _rename(result: CheckResult, layer: FunctionLayer) -> None:
         result.reason = sub(result.reason)
 
 
+def _create_params(adapter: Any, x: Any, target: Any) -> Optional[Tuple[LayerState, List[str]]]:
+    """One forward first for a layer that creates its parameters on its first forward (when the
+    input's size is known): ``check_layer`` reads ``params`` before it calls forward, and would
+    check ``x`` alone. Returns the state to put back after the check and the keys created."""
+    if getattr(adapter, "params", None) or (is_loss_layer(adapter) and target is None):
+        return None
+    state = LayerState.capture(adapter)
+    try:
+        if is_loss_layer(adapter):
+            adapter.forward(np.array(x, copy=True), target)
+        else:
+            adapter.forward(np.array(x, copy=True))
+    except Exception:
+        state.restore()  # the check's own forward will raise again and say so
+        return None
+    params = getattr(adapter, "params", None)
+    if not isinstance(params, dict) or not params:
+        state.restore()
+        return None
+    return state, sorted(params)
+
+
 def check_adapted(
     layer: Any,
     x: Any,
@@ -621,7 +644,10 @@ def check_adapted(
     the check). Afterwards: a ``forward-raised``/``backward-raised`` finding names the file and
     line of the layer's frame and keeps the traceback's last frames; a ``forward-not-repeatable``
     finding suggests reseeding; a function's arguments carry the forward's parameter names; a
-    fixed array argument that the function modified in place is a ``input-mutated`` failure.
+    fixed array argument that the function modified in place is a ``input-mutated`` failure. A
+    layer whose ``params`` are empty until its first forward (created once the input size is
+    known) gets one forward before the check, so that its parameters are checked too (an
+    ``info`` finding says so); its state is put back afterwards.
     """
     adapter: Any
     if isinstance(layer, FunctionLayer):
@@ -631,11 +657,25 @@ def check_adapted(
         adapter = LayerProxy(layer, reseed_global_rng)
     # Reseeding changes the caller's global RNG; it is put back as it was afterwards.
     state = np.random.get_state() if reseed_global_rng is not None else None  # noqa: NPY002
+    created = None
     try:
+        created = _create_params(adapter, x, options.get("target"))
         result = check_layer(adapter, x, **options)
     finally:
+        if created is not None:
+            created[0].restore()  # running statistics as before the extra forward
         if state is not None:
             np.random.set_state(state)  # noqa: NPY002
+    if created is not None:
+        result.findings.append(
+            Finding(
+                "params-created-by-forward",
+                "info",
+                f"the layer had no parameters before its first forward, which created "
+                f"{', '.join(created[1])}; one forward ran before the check so that they are "
+                "checked too",
+            )
+        )
     _locate_raised(result, adapter._record)
     _suggest_reseed(result, reseed_global_rng is not None)
     if isinstance(layer, FunctionLayer):
