@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fnmatch
-import inspect
 import os
 import shlex
 import sys
@@ -37,7 +37,7 @@ from .registry import (
     get_layer_spec,
     import_attribute,
     registered_layers,
-    resolve,
+    spec_from_reference,
 )
 from .report import FORMATS, Report, render, write_atomic
 from .runner import CheckOptions, Job, LayerTimeout, run_jobs, time_limit
@@ -576,29 +576,15 @@ def reference_spec(
     try:
         # Whatever the module prints on import belongs on stderr, not in a JSON report.
         with contextlib.redirect_stdout(sys.stderr):
-            factory, parsed = resolve(ref, option)
+            spec = spec_from_reference(ref, option, target)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    target_obj = import_attribute(parsed.module, parsed.attr, parsed.text, option)
-    try:
-        inspect.signature(target_obj).bind(*parsed.args, **parsed.kwargs)
-    except TypeError as exc:
-        sig = signature_text(target_obj)
-        if parsed.called:
-            raise UsageError(f"{option} {ref}: the arguments do not fit {sig}: {exc}") from exc
-        raise UsageError(
-            f"{option} {ref}: it cannot be called with no arguments ({exc}); its signature is "
-            f"{sig}: give the arguments as literals, {option} '{parsed.module}:{parsed.attr}"
-            "(...)', or point at a factory function taking none"
-        ) from exc
-    except ValueError:
-        pass  # no signature to inspect (some builtins); calling it will tell
     try:
         # Only to tell a layer from a non-layer early; a slow constructor gets its full
         # --timeout in its own row.
         limit = None if timeout is None else min(timeout, _PROBE_TIMEOUT)
         with time_limit(limit), contextlib.redirect_stdout(sys.stderr):
-            layer = factory()
+            layer = spec.factory()
     except (Exception, SystemExit, LayerTimeout):
         layer = None
     if layer is not None and not (hasattr(layer, "forward") and hasattr(layer, "backward")):
@@ -606,8 +592,8 @@ def reference_spec(
             f"{option} {ref}: it returned {type(layer).__name__}, which has no forward/backward"
         )
     if target is not None and layer is not None and not is_loss_layer(layer):
-        target = None
-    return LayerSpec(name=ref, factory=factory, source=option, target=target)
+        spec = dataclasses.replace(spec, target=None)
+    return spec
 
 
 def _function(ref: str, option: str) -> Tuple[str, str, Any]:

@@ -962,8 +962,6 @@ examples:
 """
 
 
-
-
 def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``paper`` subcommand to an ``argparse`` subparsers object; returns its parser.
 

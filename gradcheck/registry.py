@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Seq
 
 import numpy as np
 
+from .functions import signature_text
 from .literals import Reference, format_shape, parse_reference
 from .objective import is_loss_layer
 from .targets import TargetSpec, draw_target, parse_target
@@ -415,6 +416,42 @@ def resolve_reference(ref: str) -> Callable[..., Any]:
     return resolve(ref)[0]
 
 
+def spec_from_reference(
+    ref: str,
+    option: str = "--layer",
+    target: Optional[TargetSpec] = None,
+    shapes: Optional[Sequence[Sequence[int]]] = None,
+) -> LayerSpec:
+    """A spec for ``MODULE:ATTR`` or ``MODULE:ATTR(ARGS)`` named on a command line (``option``).
+
+    Raises ``ValueError`` (a message fit for the command line, with the signature) when the
+    reference does not resolve, or its arguments do not fit the callable's signature, or it
+    needs arguments and none were given. Whether it builds a layer is left to the caller.
+    """
+    factory, parsed = resolve(ref, option)
+    obj = import_attribute(parsed.module, parsed.attr, parsed.text, option)
+    try:
+        inspect.signature(obj).bind(*parsed.args, **parsed.kwargs)
+    except TypeError as exc:
+        sig = signature_text(obj)
+        if parsed.called:
+            raise ValueError(f"{option} {ref}: the arguments do not fit {sig}: {exc}") from exc
+        raise ValueError(
+            f"{option} {ref}: it cannot be called with no arguments ({exc}); its signature is "
+            f"{sig}: give the arguments as literals, {option} '{parsed.module}:{parsed.attr}"
+            "(...)', or point at a factory function taking none"
+        ) from exc
+    except ValueError:
+        pass  # no signature to inspect (some builtins); calling it will tell
+    return LayerSpec(
+        name=ref,
+        factory=factory,
+        source=option,
+        target=target,
+        shapes=check_shapes(ref, shapes) if shapes else DEFAULT_SHAPES,
+    )
+
+
 def make_input(spec_input: str, shape: Sequence[int], seed: int) -> np.ndarray:
     """A float64 input of ``shape`` (any rank) for an input kind, from ``default_rng(seed)``.
 
@@ -444,5 +481,6 @@ __all__ = [
     "registered_layers",
     "resolve",
     "resolve_reference",
+    "spec_from_reference",
     "unregister_layer",
 ]
