@@ -137,6 +137,7 @@ def property_test(spec: LayerSpec) -> Callable[[], None]:
     max_n = max(s[0] for s in spec.shapes)
     dims = sorted({s[-1] for s in spec.shapes})
     widths = sorted({tuple(s[1:]) for s in spec.shapes})
+    inputs: st.SearchStrategy[Tuple[Any, Any]]
     if spec.input == "logits":
         inputs = gst.logits_and_labels(max_n=max_n, max_c=max(dims))
     elif spec.input == "distinct-spectrum":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 Shape = Tuple[int, ...]
 
@@ -35,7 +35,7 @@ def parse_shape(text: str) -> Shape:
     return shape
 
 
-def format_shape(shape: Tuple[Any, ...]) -> str:
+def format_shape(shape: Sequence[Any]) -> str:
     """``(2, 3, 8, 8)`` to ``"2x3x8x8"``, the form :func:`parse_shape` reads."""
     return "x".join(str(n) for n in shape)
 

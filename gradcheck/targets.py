@@ -23,7 +23,7 @@ are drawn one after another from that stream, in the signature's order. (1000, n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def parse_target(text: str) -> TargetSpec:
         return TargetSpec(kind, classes=classes)
     if not sep:
         return TargetSpec("normal")
-    dims = []
+    dims: List[Dim] = []
     for part in arg.strip().split("x"):
         if part.strip().upper() == "N":
             dims.append("N")
@@ -105,7 +105,7 @@ def draw_targets(
 ) -> Tuple[np.ndarray, ...]:
     """The targets for one check, in order, from the harness's target stream for ``seed``."""
     rng = harness_rng(seed, PURPOSE_TARGET)
-    out = []
+    out: List[np.ndarray] = []
     for spec in specs:
         shape = spec.resolve_shape(x_shape)
         if spec.kind == "labels":
