@@ -118,7 +118,8 @@ def _selected_specs(config: pytest.Config) -> List[LayerSpec]:
     specs: List[LayerSpec] = []
     if config.getoption("--gradcheck-registered"):
         specs.extend(registered_layers())
-    shapes = config.getoption("--gradcheck-shape") or None
+    # Once each, in the order given: a repeated shape would repeat its items' ids.
+    shapes = list(dict.fromkeys(config.getoption("--gradcheck-shape"))) or None
     target = config.getoption("--gradcheck-target")
     for ref in config.getoption("--gradcheck-layer"):
         try:
