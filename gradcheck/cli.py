@@ -713,6 +713,13 @@ def function_spec(args: argparse.Namespace) -> Optional[LayerSpec]:
     )
 
 
+def _uses_catalogue(args: argparse.Namespace) -> bool:
+    """Whether the registered catalogue is checked: with --registered, or when nothing else is
+    named (no --layer, no function)."""
+    named = bool(args.layer) or bool(args.pair or args.value_and_grad)
+    return bool(args.registered) or not named
+
+
 def select_specs(args: argparse.Namespace) -> List[LayerSpec]:
     """The variants to check: ``--layer`` references, the ``--pair``/``--value-and-grad``
     function and/or the registered catalogue, filtered by ``--only`` and ``--skip``; a
@@ -740,7 +747,7 @@ def select_specs(args: argparse.Namespace) -> List[LayerSpec]:
         )
     if function is not None:
         specs.append(function)
-    if args.registered or (not args.layer and function is None):
+    if _uses_catalogue(args):
         specs += registered_layers()
     if args.only:
         specs = [s for s in specs if _matches(s.name, args.only)]
@@ -939,7 +946,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "strict": args.strict,
             "layers": [s.name for s in specs],
         },
-        load_errors=entry_point_errors() if (args.registered or not args.layer) else [],
+        load_errors=entry_point_errors() if _uses_catalogue(args) else [],
         strict=args.strict,
         elapsed=time.perf_counter() - start,
         notes=notes,

@@ -308,6 +308,20 @@ def _load_entry_point(ep: Any) -> None:
     )
 
 
+def _shadow_hint(ep: Any) -> str:
+    """Name the cause when a module of the user's (``layers.py`` in the working folder, say)
+    hides the package an entry point lives in."""
+    top = str(ep.value).split(":")[0].split(".")[0]
+    module = sys.modules.get(top)
+    if module is None or hasattr(module, "__path__") or "." not in str(ep.value).split(":")[0]:
+        return ""
+    where = getattr(module, "__file__", None) or top
+    return (
+        f" (the module {where} hides the package {top!r} this entry point lives in; rename it, "
+        "or run from another folder)"
+    )
+
+
 def load_entry_points(force: bool = False) -> List[Tuple[str, str]]:
     """Load every ``gradcheck.layers`` entry point once; returns ``(name, error)`` failures.
 
@@ -327,7 +341,7 @@ def load_entry_points(force: bool = False) -> List[Tuple[str, str]]:
             _REGISTRY.load_errors.append((f"{ep.name} = {ep.value}", str(exc)))
         except Exception as exc:
             _REGISTRY.load_errors.append(
-                (f"{ep.name} = {ep.value}", f"{type(exc).__name__}: {exc}")
+                (f"{ep.name} = {ep.value}", f"{type(exc).__name__}: {exc}{_shadow_hint(ep)}")
             )
     if not any(f"{ep.name} = {ep.value}" == BUILTIN_ENTRY_POINT for ep in found):
         _REGISTRY.load_errors.append(
