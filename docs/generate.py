@@ -24,7 +24,8 @@ Markup, in the Markdown source (HTML comments, invisible on the rendered page):
 Commands run with ``bash`` in a fresh folder per page holding the page's files, with
 ``NO_COLOR=1``, ``COLUMNS=100`` and this source tree first on ``PYTHONPATH`` (whatever a
 command sets ``PYTHONPATH`` to, the tree is appended to it), so that the output is this code's.
-The folder's path is written as ``/tmp/docrun``.
+The folder's path is written as ``/tmp/docrun``, and this tree's files relative to its root
+(``layers/dense.py``).
 
 ``--check`` compares numbers aside: every number becomes ``0`` and runs of spaces and dashes
 collapse, so that timings, rounding and column widths do not count, but every word, status,
@@ -41,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -193,7 +195,8 @@ def run_block(block: Block, folder: Path) -> List[str]:
             timeout=TIMEOUT,
         )
         status = proc.returncode
-        text = proc.stdout.replace(str(folder), PLACEHOLDER)
+        # Paths as a reader's would read: the run folder, and this tree's files relative to it.
+        text = proc.stdout.replace(str(folder), PLACEHOLDER).replace(f"{ROOT}{os.sep}", "")
         out.extend(excerpt([ln.rstrip() for ln in text.splitlines()], block.slices))
     return out
 
@@ -208,33 +211,29 @@ def normalize(lines: Sequence[str]) -> List[str]:
     return out
 
 
-def generate(page: Page, fast: bool = False) -> Tuple[List[str], List[str]]:
+def generate(page: Page, fast: bool = False, jobs: int = 0) -> Tuple[List[str], List[str]]:
     """The page with its blocks regenerated, and a description of every block that changed
-    beyond numbers (a unified diff each)."""
+    beyond numbers (a unified diff each). ``jobs`` blocks run at a time (default: one per CPU);
+    a block's own commands run in order."""
     lines = list(page.lines)
     problems: List[str] = []
+    blocks = [b for b in page.blocks if not (fast and b.slow)]
     with tempfile.TemporaryDirectory(prefix="gradcheck-docs-") as tmp:
         folder = Path(tmp).resolve()
         for name, content in page.files.items():
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-        # From the last block up, so that earlier indices stay valid as blocks change length.
-        for block in sorted(page.blocks, key=lambda b: -b.start):
-            if fast and block.slow:
-                continue
-            new = run_block(block, folder)
-            old = lines[block.start : block.end]
-            if normalize(old) != normalize(new):
-                diff = difflib.unified_diff(
-                    old,
-                    new,
-                    f"{page.path.name} (line {block.start + 1})",
-                    "real output",
-                    lineterm="",
-                )
-                problems.append("\n".join(diff))
-            lines[block.start : block.end] = new
+        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+            outputs = list(pool.map(lambda b: run_block(b, folder), blocks))
+    # From the last block up, so that earlier indices stay valid as blocks change length.
+    for block, new in sorted(zip(blocks, outputs), key=lambda pair: -pair[0].start):
+        old = lines[block.start : block.end]
+        if normalize(old) != normalize(new):
+            where = f"{page.path.name} (line {block.start + 1})"
+            diff = difflib.unified_diff(old, new, where, "real output", lineterm="")
+            problems.append("\n".join(diff))
+        lines[block.start : block.end] = new
     return lines, problems
 
 
