@@ -36,6 +36,7 @@ functions ``gradcheck.check_functions(forward, backward, *inputs, ...)``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -44,6 +45,7 @@ import pytest
 from . import literals
 from .battery import BATTERY_SEEDS, BatteryItem, property_test, spec_items
 from .functions import check_adapted, check_functions, check_value_and_grad
+from .objective import is_loss_layer
 from .profiles import PROFILES, load_profile
 from .registry import LayerSpec, entry_point_errors, registered_layers, spec_from_reference
 from .result import CheckResult
@@ -135,6 +137,8 @@ def _selected_specs(config: pytest.Config) -> List[LayerSpec]:
                 f"--gradcheck-layer {ref}: it returned {type(layer).__name__}, which has no "
                 "forward/backward"
             )
+        if layer is not None and not is_loss_layer(layer):
+            spec = dataclasses.replace(spec, target=None)  # a target is for loss layers only
         specs.append(spec)
     return specs
 

@@ -165,6 +165,16 @@ USER_LAYERS = textwrap.dedent(
             self.grads["w"] = self.grads["w"][::-1].copy()
             return dx
 
+    class HalfSquare:
+        # a regression loss: sum((pred - target)**2) / 2
+        is_loss = True
+        def forward(self, pred, target):
+            assert target.dtype.kind == "f", "regression targets are floats"
+            self.d = pred - target
+            return float((self.d ** 2).sum() / 2)
+        def backward(self):
+            return self.d
+
     def affine_forward(x, w):
         return x @ w, (x, w)
 
@@ -256,3 +266,10 @@ def test_harness_frames_are_hidden_from_the_traceback(user):
     # The failing line is the test's own; the harness's frames are not shown.
     assert "test_pairs.py:12: GradientCheckFailed" in out
     assert "gradcheck/testing.py" not in out and "gradcheck/pytest_plugin.py" not in out
+
+
+def test_a_loss_layers_regression_target(user):
+    args = ["--gradcheck-layer", "userlayers:HalfSquare", "--gradcheck-shape", "5x1"]
+    args += ["--gradcheck-target", "normal:Nx1", "-p", "no:cacheprovider"]
+    # Integer labels would fail the layer's assertion; the property's targets follow the spec too.
+    user.runpytest_subprocess(*args).assert_outcomes(passed=5)
