@@ -962,6 +962,8 @@ examples:
 """
 
 
+
+
 def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``paper`` subcommand to an ``argparse`` subparsers object; returns its parser.
 
