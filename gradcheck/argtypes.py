@@ -11,38 +11,81 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Tuple
+from typing import Any, Optional, Tuple
+
+from . import literals
+from .targets import TargetSpec, parse_target
 
 
 class UsageError(Exception):
     """A problem with the command line or its inputs: exit code 2."""
 
 
-def parse_shape(text: str) -> Tuple[int, int]:
-    """``"NxD"`` to ``(N, D)``; raises ``argparse.ArgumentTypeError`` otherwise."""
-    parts = text.lower().split("x")
+def parse_shape(text: str) -> Tuple[int, ...]:
+    """``"NxD"`` or ``"2x3x8x8"`` (any rank) to a tuple; ``ArgumentTypeError`` otherwise."""
     try:
-        n, d = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"shape must look like NxD (for example 16x4), got {text!r}"
-        ) from None
-    if n < 1 or d < 1:
-        raise argparse.ArgumentTypeError(f"shape dimensions must be positive, got {text!r}")
-    return n, d
+        return literals.parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_entry(text: str) -> Tuple[int, int]:
-    """``"i,j"`` to ``(i, j)``; raises ``argparse.ArgumentTypeError`` otherwise."""
+def parse_entry(text: str) -> Tuple[int, ...]:
+    """``"i,j"`` (one index per input dimension) to a tuple; ``ArgumentTypeError`` otherwise."""
     try:
-        i, j = (int(p) for p in text.split(","))
+        index = tuple(int(p) for p in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"entry must look like i,j (for example 2,1), got {text!r}"
+            f"entry must look like i,j (for example 2,1; i,j,k,l for a 4-D input), got {text!r}"
         ) from None
-    if i < 0 or j < 0:
+    if any(i < 0 for i in index):
         raise argparse.ArgumentTypeError(f"entry indices must be non-negative, got {text!r}")
-    return i, j
+    return index
+
+
+def parse_seed(text: str) -> int:
+    """A seed: an integer >= 0 (``numpy.random.default_rng`` refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be a non-negative integer, got {text!r}")
+    return value
+
+
+def parse_input(text: str) -> Tuple[str, Tuple[int, ...]]:
+    """``NAME=SHAPE`` (``x=2x3x8x8``) to ``(name, shape)``."""
+    try:
+        name, shape = literals.parse_assignment(text, "NAME=SHAPE (for example x=2x3x8x8)")
+        return name, literals.parse_shape(shape)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_kwarg(text: str) -> Tuple[str, Any, str]:
+    """``NAME=LITERAL`` to ``(name, value, literal text)``; the value by ``ast.literal_eval``."""
+    try:
+        name, literal = literals.parse_assignment(
+            text, 'NAME=LITERAL (for example conv_param={"stride": 1, "pad": 1})'
+        )
+        return name, literals.parse_literal(literal), literal
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_target_option(text: str) -> Tuple[Optional[str], TargetSpec]:
+    """``SPEC`` (a loss layer's target) or ``NAME=SPEC`` (a function's argument ``NAME``)."""
+    name: Optional[str] = None
+    spec = text
+    if "=" in text:
+        try:
+            name, spec = literals.parse_assignment(text, "NAME=SPEC (for example y=labels:10)")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    try:
+        return name, parse_target(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_float(text: str) -> float:
@@ -82,7 +125,11 @@ __all__ = [
     "UsageError",
     "nonnegative_float",
     "parse_entry",
+    "parse_input",
+    "parse_kwarg",
+    "parse_seed",
     "parse_shape",
+    "parse_target_option",
     "positive_float",
     "positive_int",
 ]

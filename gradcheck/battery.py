@@ -9,12 +9,15 @@ deliberately wrong layers to prove that the battery catches them.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from .check import check_layer
+from .functions import check_adapted
+from .literals import format_shape
 from .registry import LayerSpec, make_input
 from .result import CheckResult
+from .targets import draw_target
 
 BATTERY_SEEDS: Tuple[int, ...] = (0, 1)
 BATTERY_MODES: Tuple[str, ...] = ("auto", "full")
@@ -22,33 +25,55 @@ BATTERY_MODES: Tuple[str, ...] = ("auto", "full")
 
 @dataclass(frozen=True)
 class BatteryItem:
-    """One check of the battery: a variant at a shape, seed and mode."""
+    """One check of the battery: a variant at a shape (any rank), seed and mode.
+
+    With ``spec``, the input (and a loss layer's target) are drawn as the report draws them
+    (:meth:`gradcheck.registry.LayerSpec.draw`) and the reproduce command names the variant as
+    the report takes it: ``--only NAME`` for a registered one, ``--layer REF`` for a reference.
+    """
 
     name: str
     factory: Callable[[], Any]
     input: str
-    shape: Tuple[int, int]
+    shape: Tuple[int, ...]
     seed: int
     mode: str
     rtol: Optional[float] = None
     atol: Optional[float] = None
+    spec: Optional[LayerSpec] = None
 
     @property
     def id(self) -> str:
         """A readable pytest id, e.g. ``zca-eigh-16x4-seed0-auto``."""
-        return f"{self.name}-{self.shape[0]}x{self.shape[1]}-seed{self.seed}-{self.mode}"
+        return f"{self.name}-{format_shape(self.shape)}-seed{self.seed}-{self.mode}"
 
     def reproduce(self) -> str:
-        return (
-            f"gradcheck report --only {self.name} --shape {self.shape[0]}x{self.shape[1]} "
-            f"--seed {self.seed} --mode {'full' if self.mode == 'full' else 'auto'}"
-        )
+        """A ``gradcheck report`` command that runs this check."""
+        words = ["gradcheck", "report"]
+        if self.spec is not None and self.spec.is_reference:
+            words += ["--layer", self.name]
+            if self.spec.target is not None:
+                words += ["--target", self.spec.target.text]
+        else:
+            words += ["--only", "".join(f"[{c}]" if c in "*?[" else c for c in self.name)]
+        words += ["--shape", format_shape(self.shape), "--seed", str(self.seed)]
+        words += ["--mode", "full" if self.mode == "full" else "auto", "--method", "central"]
+        return " ".join(shlex.quote(w) for w in words)
 
     def run(self) -> CheckResult:
         layer = self.factory()
-        x = make_input(self.input, self.shape, self.seed)
-        result = check_layer(
-            layer, x, seed=self.seed, mode=self.mode, rtol=self.rtol, atol=self.atol
+        if self.spec is not None:
+            x, target = self.spec.draw(layer, self.shape, self.seed)
+        else:
+            x, target = make_input(self.input, self.shape, self.seed), None
+        result = check_adapted(
+            layer,
+            x,
+            target=target,
+            seed=self.seed,
+            mode=self.mode,
+            rtol=self.rtol,
+            atol=self.atol,
         )
         result.layer = self.name
         result.reproduce = self.reproduce()
@@ -60,15 +85,16 @@ def battery_items(
     factory: Callable[[], Any],
     *,
     input: str = "matrix",
-    shapes: Iterable[Tuple[int, int]],
+    shapes: Iterable[Sequence[int]],
     seeds: Sequence[int] = BATTERY_SEEDS,
     modes: Sequence[str] = BATTERY_MODES,
     rtol: Optional[float] = None,
     atol: Optional[float] = None,
+    spec: Optional[LayerSpec] = None,
 ) -> List[BatteryItem]:
     """The battery's items for one variant, shapes x seeds x modes."""
     return [
-        BatteryItem(name, factory, input, tuple(shape), seed, mode, rtol, atol)  # type: ignore[arg-type]
+        BatteryItem(name, factory, input, tuple(shape), seed, mode, rtol, atol, spec)
         for shape in shapes
         for seed in seeds
         for mode in modes
@@ -84,6 +110,7 @@ def spec_items(spec: LayerSpec, **kwargs: Any) -> List[BatteryItem]:
         shapes=spec.shapes,
         rtol=spec.rtol,
         atol=spec.atol,
+        spec=spec,
         **kwargs,
     )
 
@@ -91,23 +118,26 @@ def spec_items(spec: LayerSpec, **kwargs: Any) -> List[BatteryItem]:
 def property_test(spec: LayerSpec) -> Callable[[], None]:
     """A Hypothesis property for ``spec``: on every drawn input, its check does not fail.
 
-    Inputs of the variant's kind: for ``"matrix"``, ``N x D`` batches with bounded entries, ``D``
-    among the registered shapes' feature counts and ``N`` from ``min_n`` to the largest
-    registered ``N``; for ``"logits"``, logits up to 1e3 in magnitude with labels; for
-    ``"distinct-spectrum"``, batches whose covariance eigenvalues are at least 1% apart
-    (condition number up to 1e3; :func:`gradcheck.strategies.batches_with_spectrum`). The
-    check's own seed (its ``dy`` and directions) is drawn too. An inconclusive result is
-    allowed (the estimate may be unable to resolve, at a kink say); ``fail`` and ``error`` are
-    not.
+    Inputs of the variant's kind: for ``"matrix"``, batches with bounded entries of one of the
+    registered shapes but the batch size, ``N`` from ``min_n`` to the largest registered ``N``
+    (``N x D``, or ``N x C x H x W`` for a layer registered at such shapes); a loss layer's
+    target is drawn from the check's seed as its spec says; for ``"logits"``, logits up to 1e3
+    in magnitude with labels; for ``"distinct-spectrum"``, batches whose covariance eigenvalues
+    are at least 1% apart (condition number up to 1e3;
+    :func:`gradcheck.strategies.batches_with_spectrum`). The check's own seed (its ``dy`` and
+    directions) is drawn too. An inconclusive result is allowed (the estimate may be unable to
+    resolve, at a kink say); ``fail`` and ``error`` are not.
     """
-    from hypothesis import given
+    from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     from . import strategies as gst
     from .testing import GradientCheckFailed
 
-    max_n = max(n for n, _ in spec.shapes)
-    dims = sorted({d for _, d in spec.shapes})
+    max_n = max(s[0] for s in spec.shapes)
+    dims = sorted({s[-1] for s in spec.shapes})
+    widths = sorted({tuple(s[1:]) for s in spec.shapes})
+    inputs: st.SearchStrategy[Tuple[Any, Any]]
     if spec.input == "logits":
         inputs = gst.logits_and_labels(max_n=max_n, max_c=max(dims))
     elif spec.input == "distinct-spectrum":
@@ -121,13 +151,19 @@ def property_test(spec: LayerSpec) -> Callable[[], None]:
             .map(lambda batch: (batch.x, None))
         )
     else:
-        shape = st.tuples(st.integers(spec.min_n, max(spec.min_n, max_n)), st.sampled_from(dims))
+        n = st.integers(spec.min_n, max(spec.min_n, max_n))
+        shape = st.sampled_from(widths).flatmap(lambda rest: n.map(lambda k: (k, *rest)))
         inputs = gst.matrices(shape).map(lambda x: (x, None))
 
+    # No deadline whatever profile is active (a user's project may keep Hypothesis's default of
+    # 200 ms): a check's duration depends on the layer and the machine's load, never its verdict.
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(inputs=inputs, seed=st.integers(0, 2**16))
     def prop(inputs: Tuple[Any, Any], seed: int) -> None:
         x, target = inputs
-        result = check_layer(
+        if target is None and spec.target is not None:
+            target = draw_target(spec.target, x.shape, seed)
+        result = check_adapted(
             spec.build(), x, target=target, seed=seed, rtol=spec.rtol, atol=spec.atol
         )
         if result.status in ("fail", "error"):

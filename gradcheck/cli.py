@@ -1,40 +1,59 @@
 """The ``gradcheck`` command line: ``report``, ``list``, ``mutants``, ``paper``, ``plot step-size``.
 
+What ``report`` checks: layers (``--layer MODULE:ATTR`` or ``MODULE:ATTR(ARGS)``, the registered
+catalogue), a forward/backward function pair (``--pair``) or a value-and-gradient function
+(``--value-and-grad``) whose arguments are drawn from ``--input NAME=SHAPE`` and given by
+``--kwarg NAME=LITERAL`` and ``--target NAME=SPEC`` (see :mod:`gradcheck.functions`).
+
 Exit codes: 0 all checks passed; 1 a check failed or errored (or, with ``--strict``, was
 inconclusive); 2 a usage or input error (unknown layer, malformed ``--shape``, a module that does
-not import, matplotlib missing for ``plot``).
+not import, an ``--input`` the function does not take, a negative ``--seed``, matplotlib missing
+for ``plot``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fnmatch
-import inspect
 import os
 import shlex
 import sys
 import textwrap
 import time
-from typing import IO, Callable, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, List, Optional, Sequence, Tuple
 
-from .argtypes import UsageError, parse_entry, parse_shape
+from .argtypes import (
+    UsageError,
+    parse_entry,
+    parse_input,
+    parse_kwarg,
+    parse_seed,
+    parse_shape,
+    parse_target_option,
+)
 from .argtypes import nonnegative_float as _nonnegative_float
 from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
 from .check import MODES
 from .finite_diff import METHODS
+from .functions import FunctionCase, plan_named, signature_text
+from .literals import format_shape
+from .objective import is_loss_layer
 from .paper.command import add_paper_command
 from .progress import Progress
 from .registry import (
     LayerSpec,
     entry_point_errors,
     get_layer_spec,
+    import_attribute,
     registered_layers,
-    resolve_reference,
+    spec_from_reference,
 )
 from .report import FORMATS, Report, render, write_atomic
 from .runner import CheckOptions, Job, LayerTimeout, RunInterrupted, run_jobs, time_limit
+from .targets import TARGET_FORMS, TargetSpec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
@@ -66,7 +85,14 @@ examples:
   gradcheck report                                   every built-in layer, default shapes and seeds
   gradcheck report --only 'zca*' --shape 64x16 --seed 3
   gradcheck report --layer mypkg.layers:MyLayer --shape 32x8
+  gradcheck report --layer 'mypkg.layers:Conv(3, 8, k=3)' --shape 2x3x8x8
   gradcheck report --layer mypkg.layers:MyLayer --registered    yours and the catalogue
+  gradcheck report --layer mypkg.losses:MSE --shape 8x1 --target normal:Nx1
+  gradcheck report --pair layers:affine --input x=4x5 --input w=5x3 --input b=3
+  gradcheck report --pair layers:conv_forward_naive,conv_backward_naive --input x=2x3x5x5 \\
+      --input w=2x3x3x3 --input b=2 --kwarg 'conv_param={"stride": 1, "pad": 1}'
+  gradcheck report --value-and-grad layers:softmax_loss --input x=8x10 --target y=labels:10
+  gradcheck report --layer mypkg.layers:Dropout --reseed-global-rng
   gradcheck report --format json --output report.json
   gradcheck report --format junit --output junit.xml --quiet   for a CI test reporter
   gradcheck report --format markdown >> "$GITHUB_STEP_SUMMARY"
@@ -141,8 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODULE:ATTR",
-        help="a layer class or zero-argument factory in an importable module (repeatable); "
+        help="a layer class or factory in an importable module (repeatable), with constructor "
+        "arguments as Python literals if it needs them: 'mypkg.layers:BatchNorm(4, eps=1e-3)'; "
         "replaces the registered catalogue unless --registered is given too",
+    )
+    fn = src.add_mutually_exclusive_group()
+    fn.add_argument(
+        "--pair",
+        metavar="MODULE:NAME",
+        help="a forward/backward function pair: NAME_forward(...) -> (out, cache) and "
+        "NAME_backward(dout, cache) -> one gradient per differentiated input; "
+        "MODULE:FWD,BWD names both. Its arguments come from --input, --kwarg, --target",
+    )
+    fn.add_argument(
+        "--value-and-grad",
+        metavar="MODULE:NAME",
+        help="a function returning (value, gradient) such as loss, dx = softmax_loss(x, y); "
+        "its arguments come from --input, --kwarg, --target",
     )
     src.add_argument(
         "--registered",
@@ -171,16 +212,58 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_shape,
         default=[],
         metavar="NxD",
-        help="input shape (repeatable); default: each layer's own shapes",
+        help="a layer's input shape, any rank: 16x4, 2x3x8x8 (repeatable); default: each "
+        "layer's own shapes",
+    )
+    inp.add_argument(
+        "--input",
+        action="append",
+        type=parse_input,
+        default=[],
+        metavar="NAME=SHAPE",
+        help="an array argument of the --pair or --value-and-grad function, drawn standard "
+        "normal from the seed: x=2x3x8x8 (repeatable; passed in the signature's order)",
+    )
+    inp.add_argument(
+        "--kwarg",
+        action="append",
+        type=parse_kwarg,
+        default=[],
+        metavar="NAME=LITERAL",
+        help="a non-array argument of the function, a Python literal: "
+        """'conv_param={"stride": 1, "pad": 1}' (repeatable)""",
+    )
+    inp.add_argument(
+        "--target",
+        action="append",
+        type=parse_target_option,
+        default=[],
+        metavar="[NAME=]SPEC",
+        help=f"a target, never differentiated: {TARGET_FORMS}. NAME=SPEC for an argument of "
+        "the function (y=labels:10), SPEC alone for --layer loss layers (repeatable)",
+    )
+    inp.add_argument(
+        "--wrt",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="differentiate the function with respect to this --input (repeatable); default: "
+        "every --input of a --pair, the first one of a --value-and-grad",
     )
     inp.add_argument(
         "--seed",
         action="append",
-        type=int,
+        type=parse_seed,
         default=[],
         metavar="N",
-        help="seed for the input and the harness's draws (repeatable); "
+        help="seed for the input and the harness's draws, >= 0 (repeatable); "
         f"default {' and '.join(str(s) for s in DEFAULT_SEEDS)}",
+    )
+    inp.add_argument(
+        "--reseed-global-rng",
+        action="store_true",
+        help="reseed NumPy's global RNG (np.random.seed) with the check's seed before every "
+        "forward, so that a layer drawing dropout masks from np.random is a fixed function",
     )
     inp.add_argument(
         "--eps",
@@ -287,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     mut.add_argument(
         "--seed",
         action="append",
-        type=int,
+        type=parse_seed,
         default=[],
         metavar="N",
         help="seeds of the battery (repeatable); default 0 and 1",
@@ -303,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mut.set_defaults(handler=cmd_mutants)
 
-    add_paper_command(sub)
+    paper = add_paper_command(sub)
 
     lst = sub.add_parser(
         "list",
@@ -337,16 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer",
         required=True,
         metavar="NAME|MODULE:ATTR",
-        help="a registered variant (see 'gradcheck list') or a layer class or factory",
+        help="a registered variant (see 'gradcheck list') or a layer class or factory, "
+        "'MODULE:ATTR(ARGS)' with constructor arguments",
     )
     step.add_argument(
         "--shape",
         type=parse_shape,
         default=None,
         metavar="NxD",
-        help="input shape (default: the variant's first registered shape, or 8x3)",
+        help="input shape, any rank (default: the variant's first registered shape, or 8x3)",
     )
-    step.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
+    step.add_argument(
+        "--seed", type=parse_seed, default=0, metavar="N", help="seed, >= 0 (default 0)"
+    )
     step.add_argument(
         "--method",
         choices=("central", "five-point"),
@@ -358,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_entry,
         default=None,
         metavar="i,j",
-        help="one entry of the input (absolute error); default: all entries (relative error)",
+        help="one entry of the input, one index per dimension (absolute error); default: all "
+        "entries (relative error)",
     )
     step.add_argument(
         "--eps", type=_positive_float, default=None, help="eps for layers that take one"
@@ -370,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the picture (default step-size.png)",
     )
     step.set_defaults(handler=cmd_plot_step_size)
+    for command in (rep, mut, paper, lst, step):
+        # Lets main() report a mistake found after parsing with the subcommand's own usage.
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -391,48 +481,196 @@ def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def reference_spec(ref: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> LayerSpec:
-    """``--layer MODULE:ATTR`` to a spec; a ``UsageError`` when it cannot name a layer.
+def reference_spec(
+    ref: str,
+    timeout: Optional[float] = DEFAULT_TIMEOUT,
+    target: Optional[TargetSpec] = None,
+    option: str = "--layer",
+) -> LayerSpec:
+    """``--layer MODULE:ATTR`` or ``MODULE:ATTR(ARGS)`` to a spec; a ``UsageError`` when it
+    cannot name a layer.
 
-    Usage errors: the module does not import, the attribute is missing or not callable, it needs
-    arguments, or what it returns has no forward/backward. A factory that raises or hangs is the
-    layer's own failure: it is left for its report row (``build-raised``, ``timeout``).
+    Usage errors: the module does not import, the attribute is missing or not callable, the
+    arguments do not fit its signature (or it needs some and none were given), or what it
+    returns has no forward/backward. A factory that raises or hangs is the layer's own failure:
+    it is left for its report row (``build-raised``, ``timeout``). ``target`` is attached when
+    the layer is a loss layer (or could not be built to tell).
     """
     try:
         # Whatever the module prints on import belongs on stderr, not in a JSON report.
         with contextlib.redirect_stdout(sys.stderr):
-            factory = resolve_reference(ref)
+            spec = spec_from_reference(ref, option, target)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    try:
-        inspect.signature(factory).bind()
-    except TypeError as exc:
-        raise UsageError(
-            f"--layer {ref}: it cannot be called with no arguments ({exc}); point --layer at a "
-            "layer class whose arguments have defaults, or at a factory function taking none"
-        ) from exc
-    except ValueError:
-        pass  # no signature to inspect (some builtins); calling it will tell
     try:
         # Only to tell a layer from a non-layer early; a slow constructor gets its full
         # --timeout in its own row.
         limit = None if timeout is None else min(timeout, _PROBE_TIMEOUT)
         with time_limit(limit), contextlib.redirect_stdout(sys.stderr):
-            layer = factory()
+            layer = spec.factory()
     except (Exception, SystemExit, LayerTimeout):
         layer = None
     if layer is not None and not (hasattr(layer, "forward") and hasattr(layer, "backward")):
         raise UsageError(
-            f"--layer {ref}: it returned {type(layer).__name__}, which has no forward/backward"
+            f"{option} {ref}: it returned {type(layer).__name__}, which has no forward/backward"
         )
-    return LayerSpec(name=ref, factory=factory, source="--layer")
+    if target is not None and layer is not None and not is_loss_layer(layer):
+        spec = dataclasses.replace(spec, target=None)
+    return spec
+
+
+def _function(ref: str, option: str) -> Tuple[str, str, Any]:
+    """``MODULE:NAME`` to ``(module, name, function)``; a ``UsageError`` when it names none."""
+    module, sep, name = ref.partition(":")
+    if not sep or not module or not name:
+        raise UsageError(
+            f"{option} expects MODULE:NAME (for example mypkg.layers:affine), got {ref!r}"
+        )
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            fn = import_attribute(module, name, ref, option)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not callable(fn):
+        raise UsageError(f"{option} {ref}: {name!r} is not a function")
+    return module, name, fn
+
+
+def _forward_names(module: str) -> str:
+    mod = sys.modules.get(module)
+    names = sorted(n for n in dir(mod) if n.endswith("_forward") and callable(getattr(mod, n)))
+    return ", ".join(names) if names else "none"
+
+
+def _resolve_pair(ref: str) -> Tuple[Any, Any]:
+    """``--pair MODULE:NAME`` (``NAME_forward``, ``NAME_backward``) or ``MODULE:FWD,BWD``."""
+    module, sep, names = ref.partition(":")
+    if "," in names:
+        fwd, _, bwd = names.partition(",")
+        _, _, forward = _function(f"{module}:{fwd.strip()}", "--pair")
+        _, _, backward = _function(f"{module}:{bwd.strip()}", "--pair")
+        return forward, backward
+    if not sep or not module or not names:
+        raise UsageError(
+            f"--pair expects MODULE:NAME or MODULE:FWD,BWD (for example mypkg.layers:affine), "
+            f"got {ref!r}"
+        )
+    found = []
+    for suffix in ("_forward", "_backward"):
+        try:
+            found.append(_function(f"{module}:{names}{suffix}", "--pair")[2])
+        except UsageError as exc:
+            if "has no attribute" not in str(exc):
+                raise
+            raise UsageError(
+                f"--pair {ref}: module {module!r} has no function {names}{suffix}; its *_forward "
+                f"functions: {_forward_names(module)}. Name both with --pair MODULE:FWD,BWD"
+            ) from None
+    return found[0], found[1]
+
+
+def function_spec(args: argparse.Namespace) -> Optional[LayerSpec]:
+    """The ``--pair`` or ``--value-and-grad`` function as a spec, or ``None``; a ``UsageError``
+    (listing the signature) for arguments it does not take or needs and was not given."""
+    named_targets = [(n, t) for n, t in args.target if n is not None]
+    ref = args.pair or args.value_and_grad
+    if ref is None:
+        for flag, given in (
+            ("--input", args.input),
+            ("--kwarg", args.kwarg),
+            ("--wrt", args.wrt),
+            ("--target NAME=SPEC", named_targets),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} gives an argument of a function: use it with --pair or "
+                    "--value-and-grad"
+                )
+        return None
+    option = "--pair" if args.pair else "--value-and-grad"
+    if args.pair:
+        forward, backward = _resolve_pair(args.pair)
+    else:
+        forward, backward = _function(args.value_and_grad, option)[2], None
+    names = [n for n, _ in args.input] + [n for n, *_ in args.kwarg] + [n for n, _ in named_targets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UsageError(f"{option} {ref}: {', '.join(repeated)} given more than once")
+    if not args.input:
+        raise UsageError(
+            f"{option} {ref}: give its array arguments with --input NAME=SHAPE; its signature is "
+            f"{signature_text(forward)}"
+        )
+    inputs = [n for n, _ in args.input]
+    for name in args.wrt:
+        if name not in inputs:
+            raise UsageError(
+                f"--wrt {name}: not one of the --input arrays ({', '.join(inputs)}); only they "
+                "are differentiated"
+            )
+    try:
+        plan = plan_named(
+            forward,
+            inputs,
+            [n for n, *_ in args.kwarg] + [n for n, _ in named_targets],
+            args.wrt or None,
+            first_only=backward is None,
+        )
+    except ValueError as exc:
+        raise UsageError(f"{option} {ref}: {exc}") from exc
+    case = FunctionCase(
+        name=ref,
+        forward=forward,
+        backward=backward,
+        plan=plan,
+        arrays=tuple((n, tuple(shape)) for n, shape in args.input),
+        targets=tuple(named_targets),
+        kwargs=tuple((n, value) for n, value, _ in args.kwarg),
+    )
+    return LayerSpec(
+        name=ref,
+        factory=case.build,
+        shapes=(case.x_shape,),
+        source=option,
+        prepare=case.prepare,
+    )
+
+
+def _uses_catalogue(args: argparse.Namespace) -> bool:
+    """Whether the registered catalogue is checked: with --registered, or when nothing else is
+    named (no --layer, no function)."""
+    named = bool(args.layer) or bool(args.pair or args.value_and_grad)
+    return bool(args.registered) or not named
 
 
 def select_specs(args: argparse.Namespace) -> List[LayerSpec]:
-    """The variants to check: ``--layer`` references and/or the registered catalogue, filtered
-    by ``--only`` and ``--skip``; a ``UsageError`` when nothing is left."""
-    specs = [reference_spec(ref, args.timeout) for ref in args.layer]
-    if args.registered or not args.layer:
+    """The variants to check: ``--layer`` references, the ``--pair``/``--value-and-grad``
+    function and/or the registered catalogue, filtered by ``--only`` and ``--skip``; a
+    ``UsageError`` when nothing is left or the options contradict each other."""
+    layer_targets = [t for n, t in args.target if n is None]
+    if len(layer_targets) > 1:
+        raise UsageError("--target SPEC (for --layer loss layers) given more than once")
+    target = layer_targets[0] if layer_targets else None
+    if target is not None and not args.layer:
+        raise UsageError(
+            "--target SPEC sets the target of --layer loss layers; a function's target is "
+            "--target NAME=SPEC"
+        )
+    function = function_spec(args)
+    if args.shape and not args.layer and not args.registered and function is not None:
+        raise UsageError(
+            "--shape sets a layer's input shape; a function's arrays are given with "
+            "--input NAME=SHAPE"
+        )
+    specs = [reference_spec(ref, args.timeout, target) for ref in args.layer]
+    if target is not None and not any(s.target is not None for s in specs):
+        raise UsageError(
+            "--target SPEC is for loss layers (is_loss = True, forward(x, target)); none of the "
+            "--layer layers is one"
+        )
+    if function is not None:
+        specs.append(function)
+    if _uses_catalogue(args):
         specs += registered_layers()
     if args.only:
         specs = [s for s in specs if _matches(s.name, args.only)]
@@ -443,16 +681,38 @@ def select_specs(args: argparse.Namespace) -> List[LayerSpec]:
     return specs
 
 
+def _function_words(args: argparse.Namespace) -> List[str]:
+    words = ["--pair", args.pair] if args.pair else ["--value-and-grad", args.value_and_grad]
+    for name, shape in args.input:
+        words += ["--input", f"{name}={format_shape(shape)}"]
+    for name, _, literal in args.kwarg:
+        words += ["--kwarg", f"{name}={literal}"]
+    for name, target in args.target:
+        if name is not None:
+            words += ["--target", f"{name}={target.text}"]
+    for name in args.wrt:
+        words += ["--wrt", name]
+    return words
+
+
 def reproduce_command(
-    spec: LayerSpec, shape: Tuple[int, int], seed: int, args: argparse.Namespace
+    spec: LayerSpec, shape: Sequence[int], seed: int, args: argparse.Namespace
 ) -> str:
     """One command line that reruns exactly this check: same layer, shape, seed and options."""
     words = ["gradcheck", "report"]
-    if spec.source == "--layer":
-        words += ["--layer", spec.name]
+    if spec.prepare is not None:
+        words += _function_words(args)
+        words += ["--seed", str(seed)]
     else:
-        words += ["--only", _glob_escape(spec.name)]
-    words += ["--shape", f"{shape[0]}x{shape[1]}", "--seed", str(seed)]
+        if spec.is_reference:
+            words += ["--layer", spec.name]
+            if spec.target is not None:
+                words += ["--target", spec.target.text]
+        else:
+            words += ["--only", _glob_escape(spec.name)]
+        words += ["--shape", format_shape(shape), "--seed", str(seed)]
+    if getattr(args, "reseed_global_rng", False):
+        words.append("--reseed-global-rng")
     words += ["--mode", args.mode, "--method", args.method]
     if args.mode != "full" and args.directions != DEFAULT_DIRECTIONS:
         words += ["--directions", str(args.directions)]
@@ -470,12 +730,16 @@ def reproduce_command(
 
 
 def plan_jobs(specs: Sequence[LayerSpec], args: argparse.Namespace) -> List[Job]:
+    """One job per spec, shape and seed; a function is checked at its ``--input`` shapes."""
     seeds = args.seed or list(DEFAULT_SEEDS)
+    reseed = getattr(args, "reseed_global_rng", False)
     jobs = []
     for spec in specs:
-        for shape in args.shape or list(spec.shapes):
+        shapes = list(spec.shapes) if spec.prepare is not None else args.shape or list(spec.shapes)
+        for shape in shapes:
             for seed in seeds:
-                jobs.append(Job(spec, shape, seed, reproduce_command(spec, shape, seed, args)))
+                command = reproduce_command(spec, shape, seed, args)
+                jobs.append(Job(spec, tuple(shape), seed, command, seed if reseed else None))
     return jobs
 
 
@@ -571,7 +835,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "strict": args.strict,
             "layers": [s.name for s in specs],
         },
-        load_errors=entry_point_errors() if (args.registered or not args.layer) else [],
+        load_errors=entry_point_errors() if _uses_catalogue(args) else [],
         strict=args.strict,
         elapsed=time.perf_counter() - start,
         notes=notes,
@@ -625,10 +889,11 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     specs = registered_layers()
     width = max(len(s.name) for s in specs) if specs else 4
+    shapes = {s.name: " ".join(format_shape(shape) for shape in s.shapes) for s in specs}
+    shape_width = max([16, *(len(v) for v in shapes.values())])
     for s in specs:
         tags = ",".join(sorted(s.tags))
-        shapes = " ".join(f"{n}x{d}" for n, d in s.shapes)
-        print(f"{s.name:<{width}}  {s.input:<17} {shapes:<16} {tags}".rstrip())
+        print(f"{s.name:<{width}}  {s.input:<17} {shapes[s.name]:<{shape_width}} {tags}".rstrip())
     errors = entry_point_errors()
     for name, err in errors:
         print(f"entry point {name} failed to load: {err}", file=sys.stderr)
@@ -649,7 +914,6 @@ def _plot_spec(name: str, timeout: float = DEFAULT_TIMEOUT) -> LayerSpec:
 
 def cmd_plot_step_size(args: argparse.Namespace) -> int:
     from . import plot
-    from .registry import make_input
 
     # The arguments first (an unknown layer is the same mistake with or without matplotlib),
     # then matplotlib, before any time is spent on the sweep.
@@ -661,18 +925,29 @@ def cmd_plot_step_size(args: argparse.Namespace) -> int:
         plot.require_matplotlib()
     except plot.MatplotlibMissing as exc:
         raise UsageError(str(exc)) from exc
-    shape = args.shape or (spec.shapes[0] if spec.source != "--layer" else (8, 3))
-    if args.entry is not None and not (args.entry[0] < shape[0] and args.entry[1] < shape[1]):
-        raise UsageError(f"--entry {args.entry[0]},{args.entry[1]} is outside the {shape} input")
+    shape = args.shape or (spec.shapes[0] if not spec.is_reference else (8, 3))
+    if args.entry is not None:
+        entry = ",".join(str(i) for i in args.entry)
+        if len(args.entry) != len(shape):
+            raise UsageError(
+                f"--entry {entry} has {len(args.entry)} "
+                f"{'index' if len(args.entry) == 1 else 'indices'}; the {format_shape(shape)} "
+                f"input has {len(shape)} dimensions"
+            )
+        if any(i >= n for i, n in zip(args.entry, shape)):
+            raise UsageError(f"--entry {entry} is outside the {format_shape(shape)} input")
     try:
         layer = spec.build(eps=args.eps)
-        kind = spec.input
-        if spec.source == "--layer" and getattr(layer, "is_loss", False):
-            kind = "logits"
-        x = make_input(kind, shape, args.seed)
+        x, target = spec.draw(layer, shape, args.seed)
         with contextlib.redirect_stdout(sys.stderr):
             sweep = plot.step_sweep(
-                layer, x, seed=args.seed, method=args.method, entry=args.entry, name=spec.name
+                layer,
+                x,
+                seed=args.seed,
+                method=args.method,
+                entry=args.entry,
+                name=spec.name,
+                target=target,
             )
     except plot.PlotError as exc:
         print(f"gradcheck plot step-size: {exc}", file=sys.stderr)

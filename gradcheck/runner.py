@@ -25,27 +25,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
-
-from .check import check_layer
+from .functions import check_adapted
 from .isolation import Crash, Worker, can_fork
-from .objective import is_loss_layer
-from .registry import LayerSpec, make_input
+from .literals import format_shape
+from .registry import LayerSpec
 from .result import CheckResult, Finding
+from .tracebacks import describe, located
 
 
 @dataclass(frozen=True)
 class Job:
-    """One check to run: a variant, an input shape and a seed."""
+    """One check to run: a variant, an input shape (any rank, the batch first) and a seed.
+
+    ``reseed_global_rng``: reseed NumPy's global RNG with this value before every forward
+    (``--reseed-global-rng`` sets it to the job's seed), so that a layer drawing dropout masks
+    from ``np.random`` is a fixed function.
+    """
 
     spec: LayerSpec
-    shape: Tuple[int, int]
+    shape: Tuple[int, ...]
     seed: int
     reproduce: str = ""
+    reseed_global_rng: Optional[int] = None
 
     @property
     def label(self) -> str:
-        return f"{self.spec.name} {self.shape[0]}x{self.shape[1]} seed {self.seed}"
+        return f"{self.spec.name} {format_shape(self.shape)} seed {self.seed}"
 
 
 @dataclass
@@ -92,8 +97,17 @@ def time_limit(seconds: Optional[float]) -> Iterator[None]:
 
 
 def _error_result(
-    job: Job, options: CheckOptions, code: str, message: str, elapsed: float
+    job: Job,
+    options: CheckOptions,
+    code: str,
+    message: str,
+    elapsed: float,
+    exc: Optional[BaseException] = None,
 ) -> CheckResult:
+    # With the exception: the layer's file and line in the message, the last frames in the JSON.
+    finding = (
+        Finding(code, "error", message) if exc is None else located(code, "error", message, exc)
+    )
     return CheckResult(
         layer=job.spec.name,
         shape=job.shape,
@@ -101,36 +115,38 @@ def _error_result(
         mode=options.mode,
         method=options.method,
         status="error",
-        findings=[Finding(code, "error", message)],
-        reason=f"{code}: {message}",
+        findings=[finding],
+        reason=f"{code}: {finding.message}",
         elapsed=elapsed,
         reproduce=job.reproduce or None,
     )
 
 
 def _input_kind(job: Job, layer: Any) -> str:
-    """The input kind to draw: a ``--layer`` reference has no registration to say it is a loss
-    layer, so the built layer is asked (a loss takes logits and integer labels)."""
-    if job.spec.source == "--layer" and job.spec.input == "matrix" and is_loss_layer(layer):
-        return "logits"
-    return job.spec.input
+    """The input kind to draw (see :meth:`gradcheck.registry.LayerSpec.input_kind`)."""
+    return job.spec.input_kind(layer)
 
 
 def _shape_hint(job: Job) -> Optional[Finding]:
     """Name the cause when a ``--shape`` does not fit a layer registered for one width only
-    (``dense`` maps 5 features to 3): the layer's own error message may not say so."""
+    (``dense`` maps 5 features to 3, a convolution takes 3 channels): the layer's own error
+    message may not say so."""
     spec = job.spec
-    widths = {d for _, d in spec.shapes}
-    if job.shape in spec.shapes or len(widths) != 1 or job.shape[1] in widths:
+    shape = tuple(job.shape)
+    widths = {tuple(s[1:]) for s in spec.shapes}
+    if shape in spec.shapes or len(widths) != 1 or shape[1:] in widths:
         return None
     (width,) = widths
-    shapes = ", ".join(f"{n}x{d}" for n, d in spec.shapes)
+    shapes = ", ".join(format_shape(s) for s in spec.shapes)
+    if len(width) == 1:
+        takes = f"D = {width[0]} features"
+    else:
+        takes = f"inputs of shape N x {' x '.join(str(d) for d in width)}"
     return Finding(
         "shape-unsupported",
         "info",
-        f"{spec.name} takes D = {width} features (its registered shapes: {shapes}); "
-        f"this check asked for {job.shape[0]}x{job.shape[1]}. Pass --shape Nx{width}, or "
-        "--skip it",
+        f"{spec.name} takes {takes} (its registered shapes: {shapes}); this check asked for "
+        f"{format_shape(shape)}. Pass --shape {format_shape(('N', *width))}, or --skip it",
     )
 
 
@@ -143,7 +159,7 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
             options,
             "shape-unsupported",
             f"{job.spec.name} needs at least N = {job.spec.min_n} examples, got shape "
-            f"{job.shape[0]}x{job.shape[1]}",
+            f"{format_shape(job.shape)}",
             0.0,
         )
     try:
@@ -155,13 +171,16 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
                     job,
                     options,
                     "build-raised",
-                    f"building {job.spec.name} raised {type(exc).__name__}: {exc}",
+                    f"building {job.spec.name} raised {describe(exc)}",
                     time.perf_counter() - start,
+                    exc,
                 )
-            x = make_input(_input_kind(job, layer), job.shape, job.seed)
-            result = check_layer(
+            x, target = job.spec.draw(layer, job.shape, job.seed)
+            result = check_adapted(
                 layer,
                 x.astype(np.dtype(options.dtype)),
+                target=target,
+                reseed_global_rng=job.reseed_global_rng,
                 seed=job.seed,
                 rtol=job.spec.rtol if options.rtol is None else options.rtol,
                 atol=job.spec.atol if options.atol is None else options.atol,
@@ -187,8 +206,9 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
             job,
             options,
             "check-raised",
-            f"the check of {job.spec.name} raised {type(exc).__name__}: {exc}",
+            f"the check of {job.spec.name} raised {describe(exc)}",
             time.perf_counter() - start,
+            exc,
         )
     result.layer = job.spec.name
     result.reproduce = job.reproduce or None

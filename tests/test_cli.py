@@ -590,6 +590,7 @@ USAGE_ERRORS = [
     (["plot"], "choose a picture"),
     (["plot", "step-size", "--layer", "no-such-variant"], "gradcheck list"),
     (["plot", "step-size", "--layer", "tanh", "--entry", "9,0"], "outside"),
+    (["plot", "step-size", "--layer", "tanh", "--entry", "1"], "the 8x3 input has 2 dimensions"),
     (["plot", "step-size", "--layer", "tanh", "--output", "x.svg"], "PNG"),
 ]
 
@@ -607,7 +608,7 @@ PARSE_ERRORS = [
     (["report", "--no-such-option"], "unrecognized arguments"),
     (["frobnicate"], "invalid choice"),
     (["plot", "step-size"], "--layer"),
-    (["plot", "step-size", "--layer", "tanh", "--entry", "1"], "i,j"),
+    (["plot", "step-size", "--layer", "tanh", "--entry", "1,x"], "i,j"),
     (["plot", "step-size", "--layer", "tanh", "--shape", "3x"], "NxD"),
 ]
 

@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from typing import Any, Optional
 
-from ..argtypes import positive_int
+from ..argtypes import parse_seed, positive_int
 from ..progress import Progress
 from ..report import write_atomic
 
@@ -52,7 +52,7 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=parse_seed,
         default=0,
         metavar="N",
         help="seed of the random draws and of the Hypothesis search (default 0)",
