@@ -25,6 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
+
+from .check import check_layer
 from .functions import check_adapted
 from .isolation import Crash, Worker, can_fork
 from .literals import format_shape
