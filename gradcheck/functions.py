@@ -286,7 +286,7 @@ class FunctionLayer:
         self._fixed: Dict[str, Any] = {}
         self._snapshot: Dict[str, Array] = {}
         self._x_shape: Tuple[int, ...] = ()
-        self._record = _recorder()
+        self._gradcheck_record = _recorder()
 
     def bind(self, values: Mapping[str, Any]) -> Array:
         """Set every argument but the first differentiated one from ``values`` (by name);
@@ -319,12 +319,12 @@ class FunctionLayer:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            self._record["exceptions"].append(exc)
+            self._gradcheck_record["exceptions"].append(exc)
             raise
 
     def _protocol(self, code: str, message: str) -> ProtocolError:
         finding = Finding(code, "error", message)
-        self._record["protocol"].append(finding)
+        self._gradcheck_record["protocol"].append(finding)
         return ProtocolError(finding)
 
     def _reseed(self) -> None:
@@ -495,10 +495,10 @@ class LayerProxy:
     def __init__(self, layer: Any, reseed: Optional[int] = None) -> None:
         self._layer = layer
         self._reseed = reseed
-        self._record = _recorder()
+        self._gradcheck_record = _recorder()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_layer", "_reseed", "_record"):
+        if name.startswith("__") or name in ("_layer", "_reseed", "_gradcheck_record"):
             raise AttributeError(name)
         return getattr(self._layer, name)
 
@@ -517,14 +517,14 @@ class LayerProxy:
         try:
             return self._layer.forward(*args)
         except Exception as exc:
-            self._record["exceptions"].append(exc)
+            self._gradcheck_record["exceptions"].append(exc)
             raise
 
     def backward(self, *args: Any) -> Any:
         try:
             return self._layer.backward(*args)
         except Exception as exc:
-            self._record["exceptions"].append(exc)
+            self._gradcheck_record["exceptions"].append(exc)
             raise
 
 
@@ -594,7 +594,7 @@ def _rename(result: CheckResult, layer: FunctionLayer) -> None:
     # The harness's own messages speak of "x" and parameter keys; a raised exception's message
     # and an adapter's protocol message are the user's words, or name arguments already.
     own = [f for f in result.findings if not f.code.endswith("-raised")]
-    own = [f for f in own if not any(f is p for p in layer._record["protocol"])]
+    own = [f for f in own if not any(f is p for p in layer._gradcheck_record["protocol"])]
     texts = {f"{f.code}: {f.message}": f for f in result.findings}
     source = texts.get(result.reason or "")
     new_findings = []
@@ -676,7 +676,7 @@ def check_adapted(
                 "checked too",
             )
         )
-    _locate_raised(result, adapter._record)
+    _locate_raised(result, adapter._gradcheck_record)
     _suggest_reseed(result, reseed_global_rng is not None)
     if isinstance(layer, FunctionLayer):
         _rename(result, layer)

@@ -31,7 +31,9 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 # Attributes the harness manages itself or that a forward recomputes anyway.
-_SKIPPED = frozenset({"params", "grads", "cache"})
+# ``_gradcheck_record``: what the harness's own adapters (gradcheck.functions) record during a
+# check (the layer's exceptions), which must outlive the restore.
+_SKIPPED = frozenset({"params", "grads", "cache", "_gradcheck_record"})
 _SCALARS = (bool, int, float, complex, str, bytes, type(None))
 _MAX_DEPTH = 6
 # Objects looked into per capture: a layer that holds a reference to something vast (a logger,

@@ -27,9 +27,9 @@ def test_parse_shape(text, value):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("16", "must look like NxD"),
-        ("16x4x2", "must look like NxD"),
         ("ax4", "must look like NxD"),
+        ("16by4", "must look like NxD"),
+        ("", "must look like NxD"),
         ("0x4", "dimensions must be positive"),
         ("4x-1", "dimensions must be positive"),
     ],
@@ -40,10 +40,16 @@ def test_parse_shape_refuses(text, message):
     assert repr(text) in str(info.value)  # the message shows what was typed
 
 
+def test_parse_shape_takes_any_rank():
+    assert parse_shape("16") == (16,)
+    assert parse_shape("2x3x8x8") == (2, 3, 8, 8)
+
+
 def test_parse_entry():
     assert parse_entry("2,1") == (2, 1)
     assert parse_entry("0,0") == (0, 0)
-    for bad in ("2", "2;1", "a,b", "1,2,3"):
+    assert parse_entry("1,2,3") == (1, 2, 3)  # one index per dimension, checked at run time
+    for bad in ("2;1", "a,b", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="must look like i,j"):
             parse_entry(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="non-negative"):
@@ -94,4 +100,4 @@ def test_the_console_script_reports_bad_arguments_with_exit_2():
     assert "argument --shape" in shape.stderr and shape.stdout == ""
     assert examples.returncode == 2 and "expected an integer >= 1, got '0'" in examples.stderr
     assert timeout.returncode == 2 and "expected a positive number, got '0'" in timeout.stderr
-    assert entry.returncode == 2 and "must look like i,j" in entry.stderr
+    assert entry.returncode == 2 and "has 1 index; the 8x3 input has 2 dimensions" in entry.stderr

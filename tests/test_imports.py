@@ -39,13 +39,7 @@ ALLOWED_LAYERS_IMPORTS: Dict[str, Optional[Set[str]]] = {
 
 #: Imports that break the rules today and are being removed in other people's work; each has its
 #: own xfail test below, which starts passing when the import is gone. ``(source, target)``.
-PENDING: Dict[Tuple[str, str], str] = {
-    ("gradcheck.registry", "layers.catalogue"): "registry.py falls back to importing "
-    "layers.catalogue (importlib) when no entry point registered the built-ins; the catalogue "
-    "is to register itself through the gradcheck.layers entry point only (registry owner)",
-    ("gradcheck.registry", "layers"): "the implicit import of the layers package that comes "
-    "with registry.py's import of layers.catalogue (registry owner)",
-}
+PENDING: Dict[Tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -320,7 +314,6 @@ def test_pending_import_is_gone(edge):
     assert still == [], "\n".join(still)
 
 
-@pytest.mark.xfail(strict=False, reason="pending: the imports listed in PENDING")
 def test_no_import_cycle_at_all():
     assert cycles(EDGES) == [], describe_cycles(EDGES)
 
