@@ -110,6 +110,17 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """An integer ``>= 0``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer ``>= 1``."""
     try:
@@ -124,6 +135,7 @@ def positive_int(text: str) -> int:
 __all__ = [
     "UsageError",
     "nonnegative_float",
+    "nonnegative_int",
     "parse_entry",
     "parse_input",
     "parse_kwarg",

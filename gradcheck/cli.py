@@ -34,11 +34,13 @@ from .argtypes import (
     parse_target_option,
 )
 from .argtypes import nonnegative_float as _nonnegative_float
+from .argtypes import nonnegative_int as _nonnegative_int
 from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
 from .check import MODES
 from .finite_diff import METHODS
 from .functions import FunctionCase, plan_named, signature_text
+from .isolation import Crash, Worker, can_fork
 from .literals import format_shape
 from .objective import is_loss_layer
 from .paper.command import add_paper_command
@@ -58,7 +60,8 @@ from .targets import TARGET_FORMS, TargetSpec
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 DEFAULT_SEEDS = (0, 1)
-DEFAULT_DIRECTIONS = 3
+# None: adaptive (batches of 8, 8, 16, 32 until a single wrong entry of 1e-6 is resolved).
+DEFAULT_DIRECTIONS = None
 DEFAULT_TIMEOUT = 120.0
 _PROBE_TIMEOUT = 5.0
 
@@ -298,7 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_DIRECTIONS,
         metavar="K",
-        help=f"random directions per argument in directional mode (default {DEFAULT_DIRECTIONS})",
+        help="random directions per argument in the directional screen (default: adaptive, "
+        "8 to 64, until one entry wrong by a relative 1e-6 is resolved)",
+    )
+    met.add_argument(
+        "--budget",
+        type=_nonnegative_int,
+        default=None,
+        metavar="N",
+        help="forward evaluations auto mode may spend beyond its first screen, on more "
+        "directions and on localizing a failure (default max(256, 2^28 / entries)); over it, a "
+        "failed screen stays a fail and wrong entries are found by bisection",
     )
     met.add_argument(
         "--no-escalate",
@@ -502,21 +515,41 @@ def reference_spec(
             spec = spec_from_reference(ref, option, target)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    try:
-        # Only to tell a layer from a non-layer early; a slow constructor gets its full
-        # --timeout in its own row.
-        limit = None if timeout is None else min(timeout, _PROBE_TIMEOUT)
-        with time_limit(limit), contextlib.redirect_stdout(sys.stderr):
-            layer = spec.factory()
-    except (Exception, SystemExit, LayerTimeout):
-        layer = None
-    if layer is not None and not (hasattr(layer, "forward") and hasattr(layer, "backward")):
-        raise UsageError(
-            f"{option} {ref}: it returned {type(layer).__name__}, which has no forward/backward"
-        )
-    if target is not None and layer is not None and not is_loss_layer(layer):
+    # Only to tell a layer from a non-layer early; a slow constructor gets its full --timeout
+    # in its own row. In a worker process where one can be forked: a constructor that calls
+    # os._exit, crashes or loops past the limit costs its own row, not the CLI.
+    limit = None if timeout is None else min(timeout, _PROBE_TIMEOUT)
+    probe = _probe_layer(spec.factory, limit)
+    if probe is not None and not probe[1]:
+        raise UsageError(f"{option} {ref}: it returned {probe[0]}, which has no forward/backward")
+    if target is not None and probe is not None and not probe[2]:
         spec = dataclasses.replace(spec, target=None)
     return spec
+
+
+def _describe_layer(factory: Callable[[], Any]) -> Tuple[str, bool, bool]:
+    """(type name, has forward and backward, is a loss layer) of what ``factory`` builds."""
+    with contextlib.redirect_stdout(sys.stderr):
+        layer = factory()
+    is_layer = hasattr(layer, "forward") and hasattr(layer, "backward")
+    return type(layer).__name__, is_layer, is_layer and is_loss_layer(layer)
+
+
+def _probe_layer(
+    factory: Callable[[], Any], limit: Optional[float]
+) -> Optional[Tuple[str, bool, bool]]:
+    """:func:`_describe_layer`, or ``None`` when building raised, crashed or hung."""
+    if can_fork():
+        with Worker(lambda _index: _describe_layer(factory)) as worker:
+            outcome = worker.run(0, limit)
+        if isinstance(outcome, Crash) or not outcome[0]:
+            return None
+        return outcome[1]  # type: ignore[no-any-return]
+    try:
+        with time_limit(limit):
+            return _describe_layer(factory)
+    except (Exception, SystemExit, LayerTimeout):
+        return None
 
 
 def _function(ref: str, option: str) -> Tuple[str, str, Any]:
@@ -716,6 +749,8 @@ def reproduce_command(
     words += ["--mode", args.mode, "--method", args.method]
     if args.mode != "full" and args.directions != DEFAULT_DIRECTIONS:
         words += ["--directions", str(args.directions)]
+    if args.mode == "auto" and getattr(args, "budget", None) is not None:
+        words += ["--budget", str(args.budget)]
     for flag in ("rtol", "atol", "eps"):
         value = getattr(args, flag)
         if value is not None:
@@ -782,6 +817,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         directions=args.directions,
+        budget=args.budget,
         allow_float32=args.allow_float32,
         dtype=args.dtype,
         layer_options={"eps": args.eps},
@@ -824,9 +860,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             "escalate": args.escalate,
             "rtol": args.rtol,
             "atol": args.atol,
-            "tolerance_rule": "per entry |a - n| <= atol + rtol*|n| (+ the estimate's own error); "
-            "defaults rtol = sqrt(eps), atol = rtol * max|gradient|",
+            "tolerance_rule": "per entry fail if |a - n| > atol + rtol*|n| + 2 * (the estimate's "
+            "own error); defaults rtol = sqrt(eps), atol = rtol * median|gradient|",
             "directions": args.directions,
+            "budget": args.budget,
             "seeds": args.seed or list(DEFAULT_SEEDS),
             "shapes": [list(s) for s in args.shape] or None,
             "eps": args.eps,

@@ -18,11 +18,25 @@ ENV_VAR = "HYPOTHESIS_PROFILE"
 def register_profiles() -> None:
     from hypothesis import HealthCheck, settings
 
-    common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-    settings.register_profile("ci", derandomize=True, max_examples=100, **common)
+    slow = [HealthCheck.too_slow]
+    settings.register_profile(
+        "ci",
+        derandomize=True,
+        max_examples=100,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=slow,
+    )
     # Explicitly random: registered after "ci" was loaded, it would otherwise inherit
     # derandomize=True from the settings in force.
-    settings.register_profile("thorough", derandomize=False, max_examples=2000, **common)
+    settings.register_profile(
+        "thorough",
+        derandomize=False,
+        max_examples=2000,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=slow,
+    )
 
 
 def load_profile(name: Optional[str] = None) -> str:

@@ -64,7 +64,8 @@ class CheckOptions:
     method: str = "central"
     rtol: Optional[float] = None
     atol: Optional[float] = None
-    directions: int = 3
+    directions: Optional[int] = None  # None: adaptive
+    budget: Optional[int] = None  # None: check_layer's default
     allow_float32: bool = False
     dtype: str = "float64"
     layer_options: Dict[str, Any] = field(default_factory=dict)
@@ -190,6 +191,7 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
                 mode=options.mode,
                 method=options.method,
                 directions=options.directions,
+                budget=options.budget,
                 allow_float32=options.allow_float32,
                 escalate=options.escalate,
             )

@@ -66,6 +66,11 @@ LAYERS = textwrap.dedent(
                 except:
                     pass
 
+    class ExitsWhenBuilt(Good):
+        # The constructor itself ends the process: the CLI probes it before the run.
+        def __init__(self):
+            os._exit(5)
+
     class Sleeps(Good):
         # Says where it runs, then sleeps: the test presses Ctrl-C meanwhile.
         def forward(self, x):
@@ -248,3 +253,26 @@ def test_ctrl_c_writes_the_report_so_far_marked_interrupted_and_exits_130(layer_
     for worker in (pid, text_pid):  # the sleeping worker was killed and reaped
         with pytest.raises(ProcessLookupError):
             os.kill(worker, 0)
+
+
+def test_a_constructor_that_ends_the_process_is_one_row(layer_env, tmp_path):
+    """The CLI builds a --layer once to tell a layer from a non-layer: in a worker, so a
+    constructor calling os._exit costs its own row, and the other layer's row is kept."""
+    out = tmp_path / "report.json"
+    proc = run(
+        layer_env,
+        "report",
+        *layer_args("ExitsWhenBuilt", "Good"),
+        "--shape",
+        "4x3",
+        "--seed",
+        "0",
+        "--format",
+        "json",
+        "--output",
+        str(out),
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(out.read_text())
+    assert rows(doc) == [("ExitsWhenBuilt", "error"), ("Good", "pass")]
+    assert "status 5" in doc["results"][0]["reason"]

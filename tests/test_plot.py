@@ -213,7 +213,9 @@ def test_the_allowed_difference_comes_from_compare_and_marks_the_failures():
     ratio = (arg.analytic - arg.numeric) / allowed_difference(arg)
     assert int(np.sum(np.abs(ratio) > 1.0)) == arg.comparison.n_failed
     worst = arg.comparison.worst[0]
-    assert allowed_difference(arg)[worst.index] == worst.tolerance + FAIL_MARGIN * worst.error_estimate
+    assert (
+        allowed_difference(arg)[worst.index] == worst.tolerance + FAIL_MARGIN * worst.error_estimate
+    )
     passing = check_layer(Tanh(), X, seed=0, mode="full")
     assert drawable_arguments(passing) == []
     with pytest.raises(ValueError, match="no failing full-mode argument"):
