@@ -21,6 +21,7 @@ from .compare import FAIL_MARGIN, Comparison, Entry, compare, default_rtol, scal
 from .diagnosis import diagnose_results
 from .finite_diff import (
     METHODS,
+    PROBE_FACTOR,
     RECOVERY_FAILED,
     RECOVERY_NONE,
     RECOVERY_TEXT,
@@ -228,8 +229,22 @@ def resolved_error(thresholds: Array, scale: float, target: float = MISS_TARGET)
     return float(10.0**hi)
 
 
+# Beyond this ratio of the largest to the smallest nonzero magnitude of an input or parameter,
+# every estimate probes for output changes lost to rounding (about 1/eps^(1/2)).
+EXTREME_RANGE = 1e8
+
 # Below this a typical gradient entry counts as zero when stating relative resolutions.
 TINY_SCALE = 1e-300
+
+
+def dynamic_range(a: Any) -> float:
+    """``max |a_i| / min |a_i|`` over the finite nonzero entries (1 when there are none)."""
+    try:
+        mag = np.abs(np.ravel(np.asarray(a, dtype=np.float64)))
+    except (TypeError, ValueError):
+        return 1.0
+    mag = mag[np.isfinite(mag) & (mag > 0)]
+    return float(mag.max() / mag.min()) if mag.size else 1.0
 
 
 def _rows(v: Array, idx: Array) -> Array:
@@ -342,6 +357,12 @@ class _Checker:
     ) -> None:
         self.layer = layer
         self.budget = default_budget(x.size) if budget is None else int(budget)
+        # Arrays spanning an extreme range of magnitudes: a perturbation may move some outputs
+        # below their ulp and others not, so every estimate probes for changes lost that way.
+        self.probe_all = bool(
+            dynamic_range(x) > EXTREME_RANGE
+            or any(dynamic_range(p) > EXTREME_RANGE for p in layer_params(layer).values())
+        )
         # Per argument, the backward's own rounding as the linearity check measured it.
         self.backward_noise: Dict[str, Array] = {}
         self.x = x
@@ -755,7 +776,9 @@ class _Checker:
         base, outputs, kind = self.argument(key)
         method = self.method_for(key, base, outputs) if method is None else method
         if mode == "full":
-            est = partial_derivatives(outputs, base, self.dy, method=method, chunk=self.chunk)
+            est = partial_derivatives(
+                outputs, base, self.dy, method=method, chunk=self.chunk, probe=self.probe_all
+            )
             self.last_full = est
             self.note_nonfinite(key, est, base.shape, "full")
             est = dataclasses.replace(est, error=est.error + self.analytic_rounding(key))
@@ -844,7 +867,13 @@ class _Checker:
             resolved = error <= max(cmp.resolve_atol, cmp.atol) + cmp.rtol * np.abs(value)
             unresolved = np.flatnonzero(~(resolved & ~disagrees))
         fine = partial_derivatives(
-            outputs, base, self.dy, method="richardson", indices=unresolved, chunk=self.chunk
+            outputs,
+            base,
+            self.dy,
+            method="richardson",
+            indices=unresolved,
+            chunk=self.chunk,
+            probe=self.probe_all,
         )
         self.note_nonfinite(key, _scatter(fine, unresolved, base.shape), base.shape, "full")
         take = (fine.error < error.flat[unresolved]) | disagrees.flat[unresolved]
@@ -926,6 +955,8 @@ class _Checker:
                 vmax = np.max(np.abs(v.reshape(k, -1)), axis=1)
                 step = base_step(method, np.zeros(k), typical=typical) / vmax
                 textbook = base_step(method, np.zeros(k), typical=max(1.0, typical)) / vmax
+                if self.probe_all:
+                    textbook = np.maximum(textbook, PROBE_FACTOR * step)
                 est: Estimate = directional_derivatives(
                     outputs,
                     base,

@@ -306,6 +306,7 @@ class _Raw:
     h_small: Array  # the smallest step of the stencil, per direction
     swallowed: Array  # some output moved at the probe step but at no stencil point
     steady: Array  # the kink term is the same from the coarser offsets: a jump, not curvature
+    frozen: Array  # no output moved at any stencil point (bitwise)
 
     @classmethod
     def empty(cls, n: int, h_small: Array) -> _Raw:
@@ -325,6 +326,7 @@ class _Raw:
             h_small=np.asarray(h_small),
             swallowed=no(),
             steady=no(),
+            frozen=no(),
         )
 
 
@@ -340,11 +342,14 @@ _RAW_FIELDS = (
     "finite",
     "h_small",
     "steady",
+    "frozen",
 )
 
 
 # A step this many times below the textbook one is probed for changes lost to rounding.
 _PROBE_RATIO = 64.0
+# The probe step, as a multiple of the step, where every direction is probed (``probe=True``).
+PROBE_FACTOR = 2.0**10
 
 
 def _merge(n: int, *parts: Tuple[Array, _Raw]) -> _Raw:
@@ -423,6 +428,12 @@ def _evaluate(
             )
             raw.swallowed[pos] = np.any(lost.reshape(len(pos), -1), axis=1)
             swallowed_mag = _contract(2.0 * np.abs(y0) * lost, np.abs(w))
+            # An output that did not move even at the probe step may still depend on the
+            # direction, by less than its ulp over that step: that much, and no more, it can
+            # hide (the floor is per unit step, so it is scaled by step / probe step).
+            still = ~np.any(y_probe != y0, axis=0) & ~moved_here
+            ratio = (h / probe[pos]).reshape((-1,) + (1,) * (y0.ndim))
+            swallowed_mag = swallowed_mag + _contract(2.0 * np.abs(y0) * still * ratio, np.abs(w))
         axes = tuple(range(2, y.ndim))
         finite_pt = np.all(np.isfinite(y), axis=axes)  # (2 n_off, len(pos))
         plus_ok = np.all(finite_pt[0::2], axis=0)
@@ -433,6 +444,7 @@ def _evaluate(
         # An output counts as moved by a direction when any stencil point changed it: only
         # such outputs can carry rounding error into a difference.
         moved = np.any(y != y0, axis=0).astype(np.float64)  # (len(pos), *y)
+        raw.frozen[pos] = ~np.any(moved.reshape(len(pos), -1) > 0, axis=1)
         with np.errstate(invalid="ignore", over="ignore"):
             d: List[Array] = []
             floors: List[Array] = []
@@ -476,6 +488,65 @@ def _evaluate(
                 ordered = [dk for _, dk in sorted(zip(offsets, d), key=lambda pair: pair[0])]
                 raw.unconverged[pos], raw.largest_delta[pos] = _unconverged(ordered)
     return raw
+
+
+# Steps, as multiples of the base step, at which a direction that moved no output is probed.
+_FROZEN_PROBES = (2.0**16, 2.0**32, 2.0**48)
+
+
+def _frozen_floor(
+    outputs: Outputs,
+    x: Array,
+    w: Array,
+    directions: Callable[[Array], Array],
+    raw: _Raw,
+    step: Array,
+    y0: Array,
+) -> int:
+    """Give directions that moved no output the round-off floor of every output they move.
+
+    A direction along which no output moved at any stencil point is either one the outputs do
+    not depend on (a constant layer, an inactive ReLU unit: an exact 0, rightly with no error)
+    or one whose change is swallowed by the outputs' rounding (an entry 1e-20 beside entries of
+    1 in a dense layer's input makes its weight's gradient 1e-20, and moving that weight by any
+    sensible step changes outputs of size 1 by less than an ulp): the estimate 0 is then wrong
+    by the gradient itself, with nothing in the floor to say so. Such directions get the
+    rounding of every output, ``eps <|f(x)|, |w|> / h``, as their floor -- unless no direction
+    moved anything and probes at far larger steps move nothing either: a constant, whose exact 0
+    has no error. Returns the evaluations spent (2 per probe).
+    """
+    frozen = np.flatnonzero(raw.frozen & raw.finite)
+    if frozen.size == 0:
+        return 0
+    eps = np.finfo(np.float64).eps
+    spent = 0
+    if frozen.size < raw.frozen.size:
+        # Other directions move outputs: these may be independent of them, or swallowed at
+        # every step (an entry at 1e-38 swallows even a step of 1e9); their exact 0 cannot be
+        # told from a gradient below the outputs' rounding, so they get that rounding.
+        dependent = np.ones(frozen.size, dtype=bool)
+    else:
+        # Nothing moved anywhere: a constant, or every change swallowed (1e20 + x). Probes at
+        # far larger steps tell the two apart.
+        dependent = np.zeros(frozen.size, dtype=bool)
+    for factor in _FROZEN_PROBES:
+        todo = np.flatnonzero(~dependent)
+        if todo.size == 0:
+            break
+        idx = frozen[todo]
+        v = directions(idx)
+        big = (step[idx] * factor).reshape((-1,) + (1,) * x.ndim)
+        points = np.concatenate([x[None] + big * v, x[None] - big * v])
+        with np.errstate(all="ignore"):
+            y = np.asarray(outputs(points)).reshape((2, idx.size, *y0.shape))
+        spent += 2 * idx.size
+        moved = np.any((y != y0) | ~np.isfinite(y), axis=0).reshape(idx.size, -1)
+        dependent[todo[np.any(moved, axis=1)]] = True
+    hit = frozen[dependent]
+    if hit.size:
+        magnitude = float(np.sum(np.abs(y0) * np.abs(w)))
+        raw.error[hit] += 2.0 * eps * magnitude / raw.h_small[hit]
+    return spent
 
 
 def _consistent_level(levels: Sequence[_Raw]) -> Tuple[Array, Array]:
@@ -653,6 +724,7 @@ def directional_derivatives(
             better = alt.finite & ~(alt.error >= raw.error[lost])
             for name in _RAW_FIELDS:
                 getattr(raw, name)[lost[better]] = getattr(alt, name)[better]
+    evaluations += _frozen_floor(outputs, x, w, directions, raw, step, y0)
     recovery = np.zeros(n_directions, dtype=np.int64)
     side = raw.side.copy()
     bad = np.flatnonzero(~raw.finite)
@@ -920,8 +992,15 @@ def partial_derivatives(
     method: str = "central",
     indices: Optional[Array] = None,
     chunk: int = 256,
+    probe: bool = False,
 ) -> Estimate:
     """Estimate ``dL/dx_i`` for every entry ``i`` of ``x`` (or the flat ``indices`` given).
+
+    ``probe``: also evaluate every entry at ``PROBE_FACTOR`` times its step, so that outputs whose
+    change is lost to rounding at the step itself count in the round-off floor (see
+    ``directional_derivatives``' ``fallback_step``): for checks whose arrays span an extreme
+    range of magnitudes (entries of 1e-38 beside entries of 1), where a perturbation can move
+    some outputs below their ulp and others not.
 
     The step of entry ``i`` is ``eps^p * max(typical, |x_i|)`` (``typical``: the median nonzero
     ``|x_i|``, see :func:`typical_scale`), rounded down to 4 significant bits so that every
@@ -940,6 +1019,8 @@ def partial_derivatives(
         # dominates next to a pole, where |g_i| is huge.)
         h = _short_step(h)
         textbook = _short_step(textbook)
+        if probe:
+            textbook = np.maximum(textbook, PROBE_FACTOR * h)
 
     def unit_directions(j: Array) -> Array:
         v = np.zeros((len(j), flat.size))

@@ -48,7 +48,6 @@ import numpy as np
 from .check import check_layer
 from .objective import is_loss_layer, layer_name
 from .result import CheckResult, Finding, worst_status
-from .state import LayerState
 from .targets import TargetSpec, draw_targets
 from .tracebacks import located
 
@@ -398,16 +397,23 @@ class FunctionLayer:
 
     def mutated_fixed(self) -> List[Tuple[str, float]]:
         """Fixed array arguments that differ from their values at :meth:`bind`, with the
-        largest change (the harness checks ``x`` and ``params`` itself)."""
-        out = []
+        largest change (the harness checks ``x`` and ``params`` itself): now, or at any
+        :meth:`note_mutations` during the check (the harness's state restore puts the arrays
+        back afterwards, which must not hide the mutation)."""
+        self.note_mutations()
+        seen = self._gradcheck_record.setdefault("mutated", {})
+        return sorted(seen.items())
+
+    def note_mutations(self) -> None:
+        """Record, by argument name, the largest change of a fixed array argument so far."""
+        seen = self._gradcheck_record.setdefault("mutated", {})
         for name, before in self._snapshot.items():
             after = self._fixed[name]
             if after.shape != before.shape:
-                out.append((name, float("inf")))
+                seen[name] = float("inf")
             elif not np.array_equal(after, before, equal_nan=True):
                 diff = np.abs(after.astype(np.float64) - before.astype(np.float64))
-                out.append((name, float(np.max(diff))))
-        return out
+                seen[name] = max(seen.get(name, 0.0), float(np.max(diff)))
 
 
 class PairLayer(FunctionLayer):
@@ -428,6 +434,7 @@ class PairLayer(FunctionLayer):
         args, kwargs = self._arguments(x)
         self._reseed()
         out = self._call(self._forward, *args, **kwargs)
+        self.note_mutations()
         self._x_shape = np.shape(x)
         if isinstance(out, tuple) and len(out) == 2:
             y, cache = out
@@ -461,6 +468,7 @@ class ValueAndGradLayer(FunctionLayer):
         args, kwargs = self._arguments(x)
         self._reseed()
         out = self._call(self._fun, *args, **kwargs)
+        self.note_mutations()
         who = self.plan.function
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise self._protocol(
@@ -608,28 +616,6 @@ def _rename(result: CheckResult, layer: FunctionLayer) -> None:
         result.reason = sub(result.reason)
 
 
-def _create_params(adapter: Any, x: Any, target: Any) -> Optional[Tuple[LayerState, List[str]]]:
-    """One forward first for a layer that creates its parameters on its first forward (when the
-    input's size is known): ``check_layer`` reads ``params`` before it calls forward, and would
-    check ``x`` alone. Returns the state to put back after the check and the keys created."""
-    if getattr(adapter, "params", None) or (is_loss_layer(adapter) and target is None):
-        return None
-    state = LayerState.capture(adapter)
-    try:
-        if is_loss_layer(adapter):
-            adapter.forward(np.array(x, copy=True), target)
-        else:
-            adapter.forward(np.array(x, copy=True))
-    except Exception:
-        state.restore()  # the check's own forward will raise again and say so
-        return None
-    params = getattr(adapter, "params", None)
-    if not isinstance(params, dict) or not params:
-        state.restore()
-        return None
-    return state, sorted(params)
-
-
 def check_adapted(
     layer: Any,
     x: Any,
@@ -644,10 +630,7 @@ def check_adapted(
     the check). Afterwards: a ``forward-raised``/``backward-raised`` finding names the file and
     line of the layer's frame and keeps the traceback's last frames; a ``forward-not-repeatable``
     finding suggests reseeding; a function's arguments carry the forward's parameter names; a
-    fixed array argument that the function modified in place is a ``input-mutated`` failure. A
-    layer whose ``params`` are empty until its first forward (created once the input size is
-    known) gets one forward before the check, so that its parameters are checked too (an
-    ``info`` finding says so); its state is put back afterwards.
+    fixed array argument that the function modified in place is a ``input-mutated`` failure.
     """
     adapter: Any
     if isinstance(layer, FunctionLayer):
@@ -657,25 +640,13 @@ def check_adapted(
         adapter = LayerProxy(layer, reseed_global_rng)
     # Reseeding changes the caller's global RNG; it is put back as it was afterwards.
     state = np.random.get_state() if reseed_global_rng is not None else None  # noqa: NPY002
-    created = None
     try:
-        created = _create_params(adapter, x, options.get("target"))
+        # check_layer reads the parameters after the first forward, so a layer that creates
+        # them there has them checked (finding ``params-created-lazily``).
         result = check_layer(adapter, x, **options)
     finally:
-        if created is not None:
-            created[0].restore()  # running statistics as before the extra forward
         if state is not None:
             np.random.set_state(state)  # noqa: NPY002
-    if created is not None:
-        result.findings.append(
-            Finding(
-                "params-created-by-forward",
-                "info",
-                f"the layer had no parameters before its first forward, which created "
-                f"{', '.join(created[1])}; one forward ran before the check so that they are "
-                "checked too",
-            )
-        )
     _locate_raised(result, adapter._gradcheck_record)
     _suggest_reseed(result, reseed_global_rng is not None)
     if isinstance(layer, FunctionLayer):

@@ -283,7 +283,7 @@ def test_a_raising_layer_names_its_file_and_line_in_text_and_json(conventions):
 def test_lazy_parameters_are_checked(conventions):
     (r,) = json.loads(conventions["lazy-dense-buggy"].stdout)["results"]
     assert r["reason"].startswith("W: ")
-    assert any(f["code"] == "params-created-by-forward" for f in r["findings"])
+    assert any(f["code"] == "params-created-lazily" for f in r["findings"])
 
 
 def test_nd_shapes_in_text_list_and_plot(folder, env, tmp_path):

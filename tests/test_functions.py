@@ -334,7 +334,7 @@ def test_lazily_created_parameters_are_checked_and_the_layer_left_as_before():
     good = S.Dense(3)
     r = check_adapted(good, X)
     assert r.passed and [a.name for a in r.arguments] == ["x", "W", "b"]
-    assert any(f.code == "params-created-by-forward" for f in r.findings)
+    assert any(f.code == "params-created-lazily" for f in r.findings)
     bad = check_adapted(S.DenseBuggy(3), X)
     assert bad.status == "fail" and bad.reason.startswith("W: ")
 

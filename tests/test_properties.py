@@ -771,7 +771,6 @@ KINKS = dict(
 )
 
 
-
 def _assert_kink_is_inconclusive(method: str, mode: str, x: np.ndarray, layer: Any, seed: int):
     # At x_i = 0 the one-sided slopes differ; backward returns one subgradient, a symmetric
     # difference returns their mean, and no step size makes them meet: unresolvable.

@@ -47,9 +47,7 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
         epilog=PAPER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--format", choices=FORMATS, default="text", help="output format (default text)"
-    )
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
     p.add_argument(
         "--seed",
         type=parse_seed,
