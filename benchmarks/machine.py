@@ -194,6 +194,7 @@ def thread_limit(threads: Optional[int]) -> Iterator[str]:
     done = []
     previous = None
     if torch is not None:
+        peers.torch_default_threads()  # remember PyTorch's own choice before limiting it
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         done.append(f"torch.set_num_threads({threads})")

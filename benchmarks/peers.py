@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from .problem import Problem
+from .tanh import WRONG_FACTOR, TanhProblem
 
 Array = np.ndarray
 
@@ -50,6 +51,11 @@ class Outcome:
     gradient: Optional[Array] = None  # (N, D) numeric estimate of dL/dX
     error: Optional[Array] = None  # (N, D) the estimator's own error estimate, if it has one
     detail: Optional[str] = None  # how a check got its verdict, when it took more than one step
+    named: Optional[int] = None  # a failing check: how many wrong entries it named
+    worst: Optional[Tuple[int, ...]] = None  # a failing check: the index of its worst entry
+    evaluations: Optional[int] = None  # forward evaluations (points) the estimates used
+    resolves_entry: Optional[float] = None  # a directional screen: see ArgumentResult
+    localization: Optional[str] = None  # a check's finding on how it localized a failure
 
 
 def _import(module: str, package: str) -> Any:
@@ -93,30 +99,127 @@ def torch_zca(eps: float) -> Callable[[Any], Any]:
     return forward
 
 
-def _torch_input(problem: Problem) -> Any:
+def _torch_input(problem: Union[Problem, TanhProblem]) -> Any:
     torch = _import("torch", "torch")
     return torch.tensor(problem.x, dtype=torch.float64, requires_grad=True)
 
 
-def torch_gradcheck(problem: Problem, fast_mode: bool) -> Callable[[], Outcome]:
-    """``torch.autograd.gradcheck`` on ``X -> ZCA(X)``, slow (full Jacobians) or fast mode."""
+def torch_tanh(problem: TanhProblem) -> Callable[[Any], Any]:
+    """``X -> tanh(X)`` in PyTorch; for a wrong problem, a custom backward wrong as its twin's."""
     torch = _import("torch", "torch")
-    forward = torch_zca(problem.eps)
+    if problem.wrong is None:
+        return torch.tanh  # type: ignore[no-any-return]
+    layer = problem.layer()
+    if problem.wrong == "scale":
+        factor = torch.full((problem.n, problem.d), WRONG_FACTOR, dtype=torch.float64)
+    else:
+        mask = torch.from_numpy(layer.mask((problem.n, problem.d)))
+        factor = torch.where(mask, WRONG_FACTOR, 1.0).to(torch.float64)
+    return _wrong_backward(torch, torch.tanh, lambda g: g * factor)
+
+
+def torch_zca_wrong_entry(
+    eps: float, index: Tuple[int, int], factor: float
+) -> Callable[[Any], Any]:
+    """``X -> ZCA(X)`` whose backward multiplies entry ``index`` of ``dX`` by ``factor``."""
+    torch = _import("torch", "torch")
+
+    def corrupt(g: Any) -> Any:
+        g = g.clone()
+        g[index] = g[index] * factor
+        return g
+
+    return _wrong_backward(torch, torch_zca(eps), corrupt)
+
+
+def _wrong_backward(
+    torch: Any, forward: Callable[[Any], Any], corrupt: Callable[[Any], Any]
+) -> Any:
+    """``forward`` as a ``torch.autograd.Function`` whose backward is autograd's, then ``corrupt``.
+
+    ``corrupt`` is linear (a fixed factor per entry), so the wrong backward is still a linear map
+    of the upstream gradient: only the numbers are wrong.
+    """
+
+    class Wrong(torch.autograd.Function):  # type: ignore[misc, name-defined]
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            ctx.save_for_backward(x)
+            with torch.no_grad():
+                return forward(x)
+
+        @staticmethod
+        def backward(ctx: Any, dy: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                xx = x.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(forward(xx), xx, dy)
+            return corrupt(g)
+
+    return Wrong.apply
+
+
+def _torch_forward(problem: Union[Problem, TanhProblem]) -> Callable[[Any], Any]:
+    if isinstance(problem, TanhProblem):
+        return torch_tanh(problem)
+    return torch_zca(problem.eps)
+
+
+def torch_gradcheck(
+    problem: Union[Problem, TanhProblem],
+    fast_mode: bool,
+    *,
+    forward: Optional[Callable[[Any], Any]] = None,
+    default_threads: bool = False,
+) -> Callable[[], Outcome]:
+    """``torch.autograd.gradcheck`` on ``X -> f(X)``, slow (full Jacobians) or fast mode.
+
+    ``f`` is the problem's function in PyTorch (ZCA or tanh) unless ``forward`` is given. With
+    ``default_threads``, each call runs with PyTorch's own intra-op thread count (what it chose
+    at import, before the benchmark's thread limit), restored afterwards.
+    """
+    torch = _import("torch", "torch")
+    fn = forward if forward is not None else _torch_forward(problem)
     x = _torch_input(problem)
+    threads = torch_default_threads() if default_threads else None
 
     def run() -> Outcome:
-        ok = torch.autograd.gradcheck(
-            forward,
-            (x,),
-            eps=TORCH_EPS,
-            atol=TORCH_ATOL,
-            rtol=TORCH_RTOL,
-            fast_mode=fast_mode,
-            raise_exception=False,
-        )
+        previous = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            ok = torch.autograd.gradcheck(
+                fn,
+                (x,),
+                eps=TORCH_EPS,
+                atol=TORCH_ATOL,
+                rtol=TORCH_RTOL,
+                fast_mode=fast_mode,
+                raise_exception=False,
+            )
+        finally:
+            torch.set_num_threads(previous)
         return Outcome(status="pass" if ok else "fail")
 
     return run
+
+
+_TORCH_DEFAULT: Dict[str, int] = {}
+
+
+def torch_default_threads() -> Optional[int]:
+    """PyTorch's intra-op thread count as it set itself, remembered at the first call.
+
+    :func:`benchmarks.machine.thread_limit` calls this before it limits PyTorch, so the value
+    is PyTorch's own default, not the benchmark's limit.
+    """
+    if "threads" not in _TORCH_DEFAULT:
+        try:
+            torch = importlib.import_module("torch")
+        except ImportError:
+            return None
+        _TORCH_DEFAULT["threads"] = int(torch.get_num_threads())
+    return _TORCH_DEFAULT["threads"]
 
 
 def torch_numerical_gradient(problem: Problem) -> Callable[[], Outcome]:

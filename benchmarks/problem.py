@@ -8,7 +8,7 @@ gradient, ``ZCAWhitening.backward(dY)``, is the analytic reference for every num
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Protocol, Tuple
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from layers.whitening import ZCAWhitening
 Array = np.ndarray
 
 EPS = 1e-5
-DEFAULT_SIZES: Tuple[Tuple[int, int], ...] = ((16, 4), (32, 8), (64, 16), (128, 32))
+DEFAULT_SIZES: Tuple[Tuple[int, int], ...] = ((16, 4), (32, 8), (64, 16), (128, 32), (256, 64))
 SEED = 2024
 
 
@@ -39,6 +39,21 @@ def parse_sizes(text: str) -> List[Tuple[int, int]]:
     if not sizes:
         raise ValueError("no sizes given")
     return sizes
+
+
+class Checkable(Protocol):
+    """What a check of a problem needs: a fresh layer, the input and the upstream gradient."""
+
+    @property
+    def x(self) -> Array: ...
+
+    @property
+    def dy(self) -> Array: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def layer(self) -> Any: ...
 
 
 @dataclass(frozen=True)
