@@ -244,7 +244,8 @@ def dynamic_range(a: Any) -> float:
     except (TypeError, ValueError):
         return 1.0
     mag = mag[np.isfinite(mag) & (mag > 0)]
-    return float(mag.max() / mag.min()) if mag.size else 1.0
+    with np.errstate(over="ignore"):
+        return float(mag.max() / mag.min()) if mag.size else 1.0
 
 
 def _rows(v: Array, idx: Array) -> Array:
