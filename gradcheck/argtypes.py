@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from . import literals
 from .targets import TargetSpec, parse_target
@@ -88,48 +88,41 @@ def parse_target_option(text: str) -> Tuple[Optional[str], TargetSpec]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _number(text: str, convert: Callable[[str], Any], kind: str) -> Any:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+
+
+def _bounded(value: Any, ok: bool, expected: str, text: str) -> Any:
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """A finite number ``> 0`` (``"nan"`` and ``"inf"`` are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    value = _number(text, float, "a number")
+    return _bounded(value, value > 0 and value != math.inf, "a positive number", text)
 
 
 def nonnegative_float(text: str) -> float:
     """A finite number ``>= 0`` (``"nan"`` and ``"inf"`` are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == math.inf:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
+    value = _number(text, float, "a number")
+    return _bounded(value, value >= 0 and value != math.inf, "a non-negative number", text)
 
 
 def nonnegative_int(text: str) -> int:
     """An integer ``>= 0``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    value = _number(text, int, "an integer")
+    return _bounded(value, value >= 0, "an integer >= 0", text)
 
 
 def positive_int(text: str) -> int:
     """An integer ``>= 1``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+    value = _number(text, int, "an integer")
+    return _bounded(value, value >= 1, "an integer >= 1", text)
 
 
 __all__ = [
