@@ -904,12 +904,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_mutants(args: argparse.Namespace) -> int:
     import json
 
+    from layers.mutants import mutant_catalogue
+
     from .battery import BATTERY_SEEDS
     from .mutation import render_mutation_markdown, render_mutation_text, run_mutation_test
 
     if args.output:
         _check_output_path(args.output)
-    report = run_mutation_test(seeds=args.seed or BATTERY_SEEDS)
+    report = run_mutation_test(mutant_catalogue(), seeds=args.seed or BATTERY_SEEDS)
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"
     elif args.format == "markdown":

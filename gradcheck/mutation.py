@@ -1,9 +1,10 @@
 """The mutation self-test: the battery must fail on every deliberately wrong backward.
 
-``run_mutation_test`` runs the standard battery (:mod:`gradcheck.battery`) on each mutant of
-``layers.mutants`` and on every correct registered variant. A mutant is *caught* when at least
-one of its checks fails or errors (an inconclusive check does not count); a *false alarm* is a
-correct variant's check that does not pass. The goal is a score of 100% with no false alarms.
+``run_mutation_test`` runs the standard battery (:mod:`gradcheck.battery`) on each mutant it is
+given (the CLI passes ``layers.mutants``) and on every correct registered variant. A mutant is
+*caught* when at least one of its checks fails or errors (an inconclusive check does not count);
+a *false alarm* is a correct variant's check that does not pass. The goal is a score of 100%
+with no false alarms.
 
 Mistake signatures (:mod:`gradcheck.diagnosis`): a mutant may declare the signature its mistake
 has (``Mutant.signature``, a label such as ``"scale 1/N"``). It is *named* when every check whose
@@ -14,9 +15,9 @@ layer must never get a signature (it never fails, so the diagnosis never runs; c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .battery import BATTERY_SEEDS, BatteryItem, battery_items, spec_items
+from .battery import BATTERY_SEEDS, battery_items, spec_items
 from .registry import registered_layers
 from .result import CheckResult
 
@@ -162,26 +163,22 @@ class MutationReport:
         }
 
 
-def mutant_items(seeds: Sequence[int] = BATTERY_SEEDS) -> Dict[str, List[BatteryItem]]:
-    from layers.mutants import mutant_catalogue
-
-    return {
-        m.name: battery_items(m.name, m.factory, input=m.input, shapes=m.shapes, seeds=seeds)
-        for m in mutant_catalogue()
-    }
-
-
 def run_mutation_test(
+    mutants: Iterable[Any],
     seeds: Sequence[int] = BATTERY_SEEDS,
     *,
     include_correct: bool = True,
     only: Optional[str] = None,
 ) -> MutationReport:
-    """Run the battery on every mutant (and, unless told not to, on every correct variant)."""
-    from layers.mutants import mutant_catalogue
+    """Run the battery on every mutant (and, unless told not to, on every correct variant).
 
+    ``mutants`` is the catalogue of deliberately wrong layers (``layers.mutants.mutant_catalogue()``
+    for the built-ins), each with ``name``, ``base``, ``mistake``, ``factory``, ``input``,
+    ``shapes`` and ``signature``: passed in by the front end, so that the harness never imports
+    the layer zoo itself.
+    """
     outcomes = []
-    for m in mutant_catalogue():
+    for m in mutants:
         if only is not None and only not in m.name:
             continue
         items = battery_items(m.name, m.factory, input=m.input, shapes=m.shapes, seeds=seeds)

@@ -90,7 +90,7 @@ def test_mutants_that_special_inputs_would_hide_are_built_to_be_visible():
 
 
 def test_score_and_false_alarms_over_the_whole_catalogue():
-    report = run_mutation_test(seeds=BATTERY_SEEDS)
+    report = run_mutation_test(mutant_catalogue(), seeds=BATTERY_SEEDS)
     assert report.score == 1.0, [o.caught_by for o in report.outcomes if not o.caught]
     assert report.false_alarms == []
     assert report.false_signatures == []
