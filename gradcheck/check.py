@@ -17,7 +17,15 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
-from .compare import FAIL_MARGIN, Comparison, Entry, compare, default_rtol, scaled_norm
+from .compare import (
+    FAIL_MARGIN,
+    Comparison,
+    Entry,
+    compare,
+    default_rtol,
+    failing_entries,
+    scaled_norm,
+)
 from .diagnosis import diagnose_results
 from .finite_diff import (
     METHODS,
@@ -31,6 +39,7 @@ from .finite_diff import (
     harness_rng,
     partial_derivatives,
     points_per_direction,
+    steady_under_refinement,
     typical_scale,
 )
 from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
@@ -64,6 +73,9 @@ DIRECTIONAL_FLOOR = 0.25
 # (2^28 floats: about a second of a cheap elementwise forward), and never less than MIN_BUDGET.
 BUDGET_ENTRIES = 2**28
 MIN_BUDGET = 256
+# A claimed failure is estimated again at smaller steps for at most this many entries or
+# directions, the worst first (each costs 18 forward evaluations).
+REFINEMENT_CAP = 256
 
 # Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
 # are many tiny matrix problems, where BLAS threads cost far more than they save.
@@ -196,7 +208,8 @@ def miss_probability(thresholds: Array, gradient_norm: float, relative_error: fl
     """
     from scipy.special import erf
 
-    err = relative_error * gradient_norm
+    with np.errstate(over="ignore"):
+        err = relative_error * np.float64(gradient_norm)
     if not err > 0 or not np.isfinite(err):
         return 1.0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -786,8 +799,101 @@ class _Checker:
             cmp = compare(
                 analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
             )
+            if self.is_final(method):
+                est, cmp = self.confirm_full(key, analytic, est, cmp)
             return self.full_result(key, kind, method, cmp, est.evaluations, analytic, est)
         return self.directional(key, kind, base, outputs, analytic, method, directions)
+
+    def is_final(self, method: str) -> bool:
+        """Whether an estimate with ``method`` is the last word: central and five-point
+        estimates that do not pass are repeated with richardson when ``escalate`` is on."""
+        return not (self.escalate and method in ("central", "five-point"))
+
+    def refuted(
+        self,
+        key: str,
+        candidates: Array,
+        directions: Callable[[Array], Array],
+        est: Estimate,
+        badness: Array,
+        label: Callable[[int], str],
+    ) -> Tuple[Array, int]:
+        """Which of the claimed failures ``candidates`` (flat indices into ``est``) cannot stand,
+        and the forward evaluations that cost.
+
+        Each is estimated again at smaller steps (:func:`steady_under_refinement`): an estimate
+        that moves there was not converged, so its disagreement is no proof (the entry is
+        inconclusive). At most ``REFINEMENT_CAP`` are re-estimated, the worst (``badness``)
+        first; if any of those moves, the unchecked ones cannot stand either.
+        """
+        base, outputs, _ = self.argument(key)
+        order = candidates[np.argsort(-badness[candidates], kind="stable")]
+        checked, unchecked = order[:REFINEMENT_CAP], order[REFINEMENT_CAP:]
+        value, error, step = (np.ravel(a) for a in (est.value, est.error, est.step))
+        ref = steady_under_refinement(
+            outputs,
+            base,
+            self.dy,
+            lambda j: directions(checked[j]),
+            checked.size,
+            step[checked],
+            value[checked],
+            error[checked],
+            chunk=self.chunk,
+        )
+        moved = checked[~ref.steady]
+        if not moved.size:
+            return moved, ref.evaluations
+        first = int(np.flatnonzero(~ref.steady)[0])
+        self.findings.append(
+            Finding(
+                "estimate-not-converged",
+                "warning",
+                f"{key}: {moved.size} of {checked.size} claimed disagreements moved at smaller "
+                f"steps, e.g. {label(int(checked[first]))}: {value[checked[first]]:.6e} at step "
+                f"{step[checked[first]]:.1e}, {ref.moved_value[first]:.6e} at step "
+                f"{ref.moved_step[first]:.1e}; the function bends on a scale below the step, so "
+                "those estimates confirm nothing (inconclusive there)",
+            )
+        )
+        return np.concatenate([moved, unchecked]), ref.evaluations
+
+    def confirm_full(
+        self, key: str, analytic: Array, est: Estimate, cmp: Comparison
+    ) -> Tuple[Estimate, Comparison]:
+        """``est`` and its comparison, with every failed entry whose estimate does not hold at
+        smaller steps made inconclusive (error inf); see :meth:`refuted`."""
+        flat_a = np.ravel(analytic)
+        claimed = np.ravel(failing_entries(analytic, est.value, est.error, cmp))
+        candidates = np.flatnonzero(claimed & np.isfinite(flat_a))
+        if not candidates.size:
+            return est, cmp
+        size = flat_a.size
+        shape = np.shape(analytic)
+
+        def units(idx: Array) -> Array:
+            v = np.zeros((len(idx), size))
+            v[np.arange(len(idx)), idx] = 1.0
+            return v.reshape((len(idx), *shape))
+
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            badness = np.abs(flat_a - np.ravel(est.value)) / np.maximum(np.ravel(est.error), 1e-300)
+        refuted, spent = self.refuted(
+            key,
+            candidates,
+            units,
+            est,
+            badness,
+            lambda i: _entry_label(key, tuple(int(k) for k in np.unravel_index(i, shape))),
+        )
+        error = est.error.copy()
+        error.flat[refuted] = np.inf
+        est = dataclasses.replace(est, error=error, evaluations=est.evaluations + spent)
+        if refuted.size:
+            cmp = compare(
+                analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+            )
+        return est, cmp
 
     def analytic_rounding(self, key: str) -> Array:
         """What the backward's own rounding can be, per entry of argument ``key``: measured by
@@ -882,12 +988,13 @@ class _Checker:
         error.flat[unresolved[take]] = (
             fine.error[take] + self.analytic_rounding(key).flat[unresolved[take]]
         )
+        step = est.step.copy()
+        step.flat[unresolved[take]] = fine.step[take]
         cmp = compare(analytic, value, error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst)
-        merged = Estimate(value, error, "richardson", est.step, est.evaluations + fine.evaluations)
+        merged = Estimate(value, error, "richardson", step, est.evaluations + fine.evaluations)
+        merged, cmp = self.confirm_full(key, analytic, merged, cmp)
         method = f"{coarse.method}+richardson"
-        return self.full_result(
-            key, kind, method, cmp, est.evaluations + fine.evaluations, analytic, merged
-        )
+        return self.full_result(key, kind, method, cmp, merged.evaluations, analytic, merged)
 
     def directional(
         self,
@@ -921,6 +1028,8 @@ class _Checker:
         projected: List[Array] = []
         atols: List[Array] = []
         resolves: List[Array] = []
+        drawn: List[Array] = []  # the directions, (k, *base.shape) per batch
+        steps: List[Array] = []
         evaluations = 0
         spent_budget = 0
         worst_entry, worst_gradient = 0.0, 0.0
@@ -970,6 +1079,8 @@ class _Checker:
                     fallback_step=None if method == "complex-step" else textbook,
                 )
                 self.note_nonfinite(key, est, base.shape, "directional")
+                drawn.append(v)
+                steps.append(est.step)
                 evaluations += est.evaluations
                 if i > 0:
                     spent_budget += est.evaluations
@@ -1024,6 +1135,33 @@ class _Checker:
             n_worst=self.n_worst,
             resolve_atol=resolve_all,
         )
+        if self.is_final(method):
+            claimed = failing_entries(proj, value, error, cmp, atol=atol_all) & np.isfinite(proj)
+            if claimed.any():
+                all_v = np.concatenate(drawn)
+                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                    badness = np.abs(proj - value) / np.maximum(error, 1e-300)
+                refuted, spent = self.refuted(
+                    key,
+                    np.flatnonzero(claimed),
+                    lambda j: all_v[j],
+                    Estimate(value, error, method, np.concatenate(steps), evaluations),
+                    badness,
+                    lambda i: f"random direction {i}",
+                )
+                evaluations += spent
+                if refuted.size:
+                    error = error.copy()
+                    error[refuted] = np.inf
+                    cmp = compare(
+                        proj,
+                        value,
+                        error,
+                        rtol=self.rtol,
+                        atol=atol_all,
+                        n_worst=self.n_worst,
+                        resolve_atol=resolve_all,
+                    )
         with np.errstate(invalid="ignore", over="ignore"):
             thresholds = atol_all + cmp.rtol * np.abs(value) + FAIL_MARGIN * error
         gnorm = scaled_norm(flat_a)

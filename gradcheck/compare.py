@@ -151,6 +151,30 @@ class Comparison:
         return self.worst[0].index if self.worst else None
 
 
+def _fails(a: Array, d: Array, tol: Array, e: Array) -> Array:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return ((d > tol + FAIL_MARGIN * e) & (d > CONFIRM_RATIO * e)) | ~np.isfinite(a)
+
+
+def failing_entries(
+    analytic: Array,
+    numeric: Array,
+    error_estimate: Array,
+    cmp: Comparison,
+    atol: Union[float, Array, None] = None,
+) -> Array:
+    """The entries that ``cmp``, a :func:`compare` of these arrays, counts as failed (a boolean
+    array of ``analytic``'s shape). ``atol``: the floor given to ``compare`` when it was an
+    array (``cmp`` records only its smallest entry)."""
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    floor = cmp.atol if atol is None else np.asarray(atol, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.abs(a - n)
+        tol = floor + cmp.rtol * np.abs(n)
+    return _fails(a, d, tol, np.asarray(error_estimate, dtype=np.float64))
+
+
 def compare(
     analytic: Array,
     numeric: Array,
@@ -199,7 +223,7 @@ def compare(
         # are spelled out rather than left to fall through to "pass".
         finite = np.isfinite(a) & np.isfinite(n) & np.isfinite(e) & np.isfinite(tol)
         beyond = d > tol + FAIL_MARGIN * e
-        failed = (beyond & (d > CONFIRM_RATIO * e)) | ~np.isfinite(a)
+        failed = _fails(a, d, tol, e)
         # Beyond the tolerance, but by no more than a few error estimates: an estimate this
         # close to its own limit cannot confirm a failure, and must not be read as a pass.
         unresolved = ~failed & ((e > tol_resolve) | ~finite | beyond)
