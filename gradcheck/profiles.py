@@ -53,3 +53,16 @@ def load_profile(name: Optional[str] = None) -> str:
             f"unknown Hypothesis profile {chosen!r}; expected one of {PROFILES}"
         ) from None
     return chosen
+
+
+#: The ``ci`` profile's examples per property: the unit :func:`scaled_examples` counts in.
+CI_EXAMPLES = 100
+
+
+def scaled_examples(n: int) -> int:
+    """``n`` examples under ``ci``, scaled as the profile in force scales its own count (20x under
+    ``thorough``): for properties that set their own ``max_examples``, which would otherwise
+    ignore the profile. Call it after :func:`load_profile`."""
+    from hypothesis import settings
+
+    return max(1, round(n * settings.default.max_examples / CI_EXAMPLES))

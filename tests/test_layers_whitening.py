@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import fractional_matrix_power, solve_sylvester
 
+from gradcheck.profiles import scaled_examples
 from layers import DecorrelatedBatchNorm, ZCAWhitening, inv_sqrt_backward, inv_sqrt_psd
 
 METHODS = ["eigh", "svd"]
@@ -122,7 +123,7 @@ def test_inv_sqrt_backward_for_a_multiple_of_identity_is_the_scalar_derivative()
     np.testing.assert_allclose(inv_sqrt_backward(w_bar, eigvals, eigvecs), expected, rtol=1e-14)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=scaled_examples(25), deadline=None)
 @given(
     seed=st.integers(0, 2**16),
     gap=st.sampled_from([0.0, 1e-14, 1e-10, 1e-6, 1e-2]),

@@ -8,6 +8,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
 
+from gradcheck.profiles import scaled_examples
 from gradcheck.strategies import (
     DISTINCT_GAP,
     SpectralBatch,
@@ -22,8 +23,8 @@ from gradcheck.strategies import (
     upstream_gradients,
 )
 
-FAST = settings(max_examples=60, deadline=None, database=None)
-SEARCH = settings(max_examples=500, deadline=None, database=None)
+FAST = settings(max_examples=scaled_examples(60), deadline=None, database=None)
+SEARCH = settings(max_examples=scaled_examples(500), deadline=None, database=None)
 TINY = np.finfo(np.float64).tiny
 RELATIONS = {
     "n<d": lambda s: s[0] < s[1],
@@ -217,7 +218,7 @@ def check_batch(b: SpectralBatch, cond_max: float) -> np.ndarray:
     return measured
 
 
-@settings(max_examples=80, deadline=None, database=None)
+@settings(max_examples=scaled_examples(80), deadline=None, database=None)
 @given(st.data(), st.sampled_from([10.0, 1e3, 1e6]), st.sampled_from([None, 1e-3, 2e-2]))
 def test_batches_reproduce_the_requested_spectrum(data, cond_max, min_gap):
     b = data.draw(batches_with_spectrum(cond_max=cond_max, min_gap=min_gap, max_d=6))
@@ -323,7 +324,7 @@ def test_upstream_gradients_never_reach_the_special_cases():
         find(
             upstream_gradients(shapes(min_n=2, max_n=4, min_d=2, max_d=3)),
             special,
-            settings=settings(SEARCH, max_examples=200),
+            settings=settings(SEARCH, max_examples=scaled_examples(200)),
         )
 
 
