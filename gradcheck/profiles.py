@@ -47,11 +47,14 @@ def load_profile(name: Optional[str] = None) -> str:
     register_profiles()
     chosen = name or os.environ.get(ENV_VAR) or "ci"
     try:
-        settings.load_profile(chosen)
+        # Looked up before loading: a failed load_profile leaves Hypothesis pointing at the
+        # unknown name, and every later load would fail with a KeyError.
+        settings.get_profile(chosen)
     except InvalidArgument:
         raise ValueError(
             f"unknown Hypothesis profile {chosen!r}; expected one of {PROFILES}"
         ) from None
+    settings.load_profile(chosen)
     return chosen
 
 
