@@ -366,6 +366,55 @@ def test_the_rank_deficient_whitening_false_alarm_is_gone(mode):
     assert result.status == "inconclusive", result.explain()
 
 
+# -- 7c. escalation costs what it must -------------------------------------------------------
+
+
+def _noisy_sine(amplitude: float) -> Elementwise:
+    """``sin(x)`` plus a deterministic wiggle of ``amplitude`` at a frequency of 1e9: to every
+    step a difference can take it is noise of that size (as an ill-conditioned forward's
+    rounding is), and ``cos`` is the derivative at every resolvable scale."""
+
+    def noisy(x):
+        return np.sin(x) + amplitude * np.sin(1e9 * x)
+
+    return Elementwise(noisy, np.cos)
+
+
+@pytest.mark.parametrize(
+    "amplitude, first, stages",
+    [(1e-13, "central", "central+five-point"), (1e-12, "five-point", "five-point")],
+)
+def test_full_mode_goes_to_the_cheapest_stencil_that_resolves(amplitude, first, stages):
+    """Noise of 1e-12 hides the tolerance from central differences at every entry and not from
+    five-point: a trial of 32 entries says so, and every entry starts with five-point."""
+    x = x_in(-1.0, 1.0, (16, 16))
+    right = check_layer(_noisy_sine(amplitude), x, mode="full")
+    assert right.status == "pass", right.explain()
+    assert right.input.method == stages
+    # 6 (or 4 + 6 on some) an entry, plus the trial of 32 entries (central, then five-point).
+    assert right.input.evaluations < (6 if first == "five-point" else 10) * x.size + 12 * 32
+    chose = "five-point-for-full" in {f.code for f in right.findings}
+    assert chose == (first == "five-point")
+    layer = _noisy_sine(amplitude)
+    layer.wrong, layer.wrong_at = 1e-6, (3, 4)
+    wrong = check_layer(layer, x, mode="full")
+    assert wrong.status == "fail", wrong.explain()
+    assert wrong.input.method == f"{stages}+richardson"
+    assert wrong.input.comparison.n_failed == 1
+    assert wrong.input.comparison.worst[0].index == (3, 4)
+
+
+def test_full_mode_skips_five_point_where_it_cannot_help():
+    """sin(80 x): five-point's longer step is too long for the curvature, so the entries
+    central differences leave unresolved go straight to richardson."""
+    x = x_in(-1.0, 1.0, (16, 16))
+    k = 80.0
+    layer = Elementwise(lambda x: np.sin(k * x), lambda x: k * np.cos(k * x))
+    result = check_layer(layer, x, mode="full")
+    assert result.status == "pass", result.explain()
+    assert result.input.method == "central+richardson"
+
+
 # -- 8. a budget for localization ------------------------------------------------------------
 
 
