@@ -28,7 +28,6 @@ from .finite_diff import (
     Estimate,
     base_step,
     directional_derivatives,
-    harness_rng,
     partial_derivatives,
     points_per_direction,
     typical_scale,
@@ -37,6 +36,17 @@ from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_
 from .result import ArgumentResult, CheckResult, Finding, worst_status
 from .spectra import spectrum_summary
 from .state import LayerState
+from .streams import (
+    PURPOSE_BATCH_PROBE,
+    PURPOSE_COMPLEX_TRIAL,
+    PURPOSE_DEFAULT_LABELS,
+    PURPOSE_DIRECTIONS,
+    PURPOSE_DY,
+    PURPOSE_DY2,
+    PURPOSE_LOCALIZE,
+    PURPOSE_STALE_CACHE,
+    harness_rng,
+)
 
 Array = np.ndarray
 
@@ -68,12 +78,6 @@ MIN_BUDGET = 256
 # Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
 # are many tiny matrix problems, where BLAS threads cost far more than they save.
 _THREAD_LIMIT_SIZE = 256
-
-# Purposes that separate the harness's random streams (see finite_diff.harness_rng).
-_PURPOSE_DY, _PURPOSE_TARGET, _PURPOSE_DY2, _PURPOSE_PROBE, _PURPOSE_DIRECTIONS = 1, 2, 3, 4, 10
-_PURPOSE_STALE, _PURPOSE_BATCH = 5, 6
-# Localization draws its block directions from purposes 1000 + argument number.
-_PURPOSE_LOCALIZE = 1000
 
 
 class _Abort(Exception):
@@ -604,7 +608,7 @@ class _Checker:
         if self.is_loss:
             return np.array(1.0)
         if self.dy_given is None:
-            return harness_rng(self.seed, _PURPOSE_DY).standard_normal(y.shape)
+            return harness_rng(self.seed, PURPOSE_DY).standard_normal(y.shape)
         dy = np.asarray(self.dy_given)
         if dy.shape != y.shape:
             raise _Abort(
@@ -629,7 +633,7 @@ class _Checker:
         Only when they do not, a plain forward and backward on ``x`` (two calls more) tell a
         stale cache from a layer that is not repeatable at all.
         """
-        other = self.nearby(_PURPOSE_STALE, 1)[0]
+        other = self.nearby(PURPOSE_STALE_CACHE, 1)[0]
         probed = True
         # forward(x') once more, as a slice of the batch-support probe, unless the layer turns
         # out to keep state across forwards (then that output is not forward(x') alone).
@@ -721,7 +725,7 @@ class _Checker:
         The backward calls follow one forward: the protocol makes backward a function of the
         last forward, so calling it again with another ``dy`` is within the contract.
         """
-        dy2 = harness_rng(self.seed, _PURPOSE_DY2).standard_normal(self.dy.shape)
+        dy2 = harness_rng(self.seed, PURPOSE_DY2).standard_normal(self.dy.shape)
         g2 = self.gradients(dy2, "backward (linearity check, dy2)")
         g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
         g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
@@ -910,7 +914,7 @@ class _Checker:
         number of directions, or batches until a single entry wrong by ``TARGET_ENTRY_ERROR``
         of that band's typical entry is resolved (or the budget is spent).
         """
-        purpose = _PURPOSE_DIRECTIONS + (0 if key == "x" else 1 + self.param_keys.index(key))
+        purpose = PURPOSE_DIRECTIONS + (0 if key == "x" else 1 + self.param_keys.index(key))
         rng = harness_rng(self.seed, purpose)
         fixed = directions if directions is not None else self.n_directions
         typical = typical_scale(base)
@@ -1060,7 +1064,7 @@ class _Checker:
         return "richardson"
 
     def complex_step_agrees(self, base: Array, outputs: Callable[[Array], Array]) -> bool:
-        v = harness_rng(self.seed, _PURPOSE_PROBE).standard_normal((1, *base.shape))
+        v = harness_rng(self.seed, PURPOSE_COMPLEX_TRIAL).standard_normal((1, *base.shape))
         step = np.array([1e-5 * max(1.0, float(np.max(np.abs(base), initial=0.0)))])
         try:
             cs = directional_derivatives(
@@ -1143,7 +1147,7 @@ class _Checker:
         failure stands whatever the budget allows; the entries named are those isolated.
         """
         base, outputs, kind = self.argument(key)
-        purpose = _PURPOSE_LOCALIZE + (0 if key == "x" else 1 + self.param_keys.index(key))
+        purpose = PURPOSE_LOCALIZE + (0 if key == "x" else 1 + self.param_keys.index(key))
         rng = harness_rng(self.seed, purpose)
         method = screen.method if screen.method in ("central", "five-point") else "central"
         typical = typical_scale(base)
@@ -1334,10 +1338,10 @@ class _Checker:
         if self.nearby_output is not None:
             # x' of the stale-cache check and its output there: one forward fewer.
             other, y_other = self.nearby_output
-            probes = np.stack([other, self.nearby(_PURPOSE_BATCH, 1)[0]])
+            probes = np.stack([other, self.nearby(PURPOSE_BATCH_PROBE, 1)[0]])
             known: List[Optional[Array]] = [y_other, None]
         else:
-            probes, known = self.nearby(_PURPOSE_BATCH, 2), []
+            probes, known = self.nearby(PURPOSE_BATCH_PROBE, 2), []
         if self.objective.batch_support_holds(probes, self.y, known):
             return
         self.objective.batched = False
@@ -1395,7 +1399,7 @@ def _draw_target(layer: Any, x: Array, seed: int) -> Array:
     features, not logits), else the last axis of ``x`` (logits ``(N, C)``).
     """
     n_classes = int(getattr(layer, "n_classes", None) or x.shape[-1])
-    return harness_rng(seed, _PURPOSE_TARGET).integers(0, n_classes, size=x.shape[:-1])
+    return harness_rng(seed, PURPOSE_DEFAULT_LABELS).integers(0, n_classes, size=x.shape[:-1])
 
 
 def _reason(

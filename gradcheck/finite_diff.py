@@ -46,15 +46,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+# The harness's random streams live in gradcheck.streams; re-exported for existing importers.
+from .streams import HARNESS_KEY as HARNESS_KEY
+from .streams import harness_rng as harness_rng
+
 Array = np.ndarray
 Outputs = Callable[[Array], Array]
 
 METHODS: Tuple[str, ...] = ("central", "five-point", "richardson", "complex-step")
-
-# Key mixed into every seed so the harness's draws (dy, directions, labels) never coincide with
-# a user's ``np.random.default_rng(seed)`` draws of ``x``: with the same seed and shape, ``dy``
-# would otherwise equal the standard-normal part of ``x``, a special case that hides errors.
-HARNESS_KEY = 0x6A7C_2B1D
 
 COMPLEX_STEP = 1e-20
 
@@ -75,16 +74,6 @@ def points_per_direction(method: str) -> int:
     if method == "richardson":
         return 2 * len(_STENCILS["richardson-coarse"][1]) + 2 * 2 * len(_STENCILS["five-point"][1])
     return 2 * len(_STENCILS[method][1])
-
-
-def harness_rng(seed: int, purpose: int = 0) -> np.random.Generator:
-    """The harness's own random stream for ``seed``, independent of ``default_rng(seed)``.
-
-    ``purpose`` separates streams used for different draws (upstream gradient, directions, ...).
-    """
-    return np.random.default_rng(
-        np.random.SeedSequence(int(seed), spawn_key=(HARNESS_KEY, purpose))
-    )
 
 
 # What a direction's estimate was made from when its stencil reached a point where the forward

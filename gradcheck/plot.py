@@ -40,9 +40,10 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .compare import FAIL_MARGIN, compare
-from .finite_diff import base_step, harness_rng
+from .finite_diff import base_step
 from .objective import LayerObjective, is_loss_layer
 from .result import ArgumentResult, CheckResult
+from .streams import PURPOSE_DEFAULT_LABELS, PURPOSE_DY, harness_rng
 
 Array = np.ndarray
 
@@ -57,9 +58,8 @@ STEPS_PER_DECADE = 4
 # Far enough right of the optimum that truncation dominates round-off by orders of magnitude,
 # small enough that the leading term of the expansion still describes a smooth layer.
 _REFERENCE_STEP = {"central": 1e-3, "five-point": 1e-2}
-# The same streams as gradcheck.check uses for dy and the labels, so the sweep studies the very
-# objective a check of this layer and seed differentiates.
-_PURPOSE_DY, _PURPOSE_TARGET = 1, 2
+# dy and the labels come from the streams gradcheck.check draws them from, so the sweep studies
+# the very objective a check of this layer and seed differentiates.
 _CHUNK = 256
 
 INSTALL_HINT = (
@@ -218,14 +218,15 @@ def _analytic(
     if is_loss_layer(layer):
         if target is None:
             n_classes = int(getattr(layer, "n_classes", None) or x.shape[-1])
-            target = harness_rng(seed, _PURPOSE_TARGET).integers(0, n_classes, size=x.shape[:-1])
+            rng = harness_rng(seed, PURPOSE_DEFAULT_LABELS)
+            target = rng.integers(0, n_classes, size=x.shape[:-1])
         layer.forward(x, target)
         grad = layer.backward()
         w = np.ones(())
     else:
         y = np.asarray(layer.forward(x))
         if dy is None:
-            dy = harness_rng(seed, _PURPOSE_DY).standard_normal(y.shape)
+            dy = harness_rng(seed, PURPOSE_DY).standard_normal(y.shape)
         grad = layer.backward(dy)
         w = np.asarray(dy, dtype=np.float64)
     if grad is None:
