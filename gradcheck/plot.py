@@ -40,6 +40,7 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .compare import FAIL_MARGIN, compare
+from .finite_diff import STENCILS as FD_STENCILS
 from .finite_diff import base_step
 from .objective import LayerObjective, is_loss_layer
 from .result import ArgumentResult, CheckResult
@@ -47,12 +48,20 @@ from .streams import PURPOSE_DEFAULT_LABELS, PURPOSE_DY, harness_rng
 
 Array = np.ndarray
 
-# (order of the truncation error, ((offset s, weight c), ...)) with D = sum c (L(x+sh) - L(x-sh))/h.
+STEP_METHODS: Tuple[str, ...] = ("central", "five-point")
+# (order of the truncation error, ((offset s, weight c), ...)) with D = sum c (L(x+sh) - L(x-sh))/h,
+# from finite_diff's table: a weight w on D(s h) = (L(x+sh) - L(x-sh)) / 2sh is c = w / 2s.
 STENCILS: Dict[str, Tuple[int, Tuple[Tuple[float, float], ...]]] = {
-    "central": (2, ((1.0, 0.5),)),
-    "five-point": (4, ((1.0, 8.0 / 12.0), (2.0, -1.0 / 12.0))),
+    method: (
+        FD_STENCILS[method].order,
+        tuple(
+            (s, w / (2.0 * s))
+            for s, w in zip(FD_STENCILS[method].offsets, FD_STENCILS[method].weights)
+            if w != 0.0
+        ),
+    )
+    for method in STEP_METHODS
 }
-STEP_METHODS: Tuple[str, ...] = tuple(STENCILS)
 STEP_RANGE = (1e-14, 1e-1)
 STEPS_PER_DECADE = 4
 # Far enough right of the optimum that truncation dominates round-off by orders of magnitude,
