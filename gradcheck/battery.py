@@ -9,14 +9,16 @@ deliberately wrong layers to prove that the battery catches them.
 
 from __future__ import annotations
 
-import shlex
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from .functions import check_adapted
 from .literals import format_shape
+from .options import CheckOptions
 from .registry import LayerSpec, make_input
 from .result import CheckResult
+from .runner import RunOptions, reproduce_command
 from .targets import draw_target
 
 BATTERY_SEEDS: Tuple[int, ...] = (0, 1)
@@ -47,18 +49,20 @@ class BatteryItem:
         """A readable pytest id, e.g. ``zca-eigh-16x4-seed0-auto``."""
         return f"{self.name}-{format_shape(self.shape)}-seed{self.seed}-{self.mode}"
 
+    @property
+    def options(self) -> CheckOptions:
+        """The options of this check: its mode and tolerances, the rest at their defaults."""
+        return CheckOptions(mode=self.mode, rtol=self.rtol, atol=self.atol)
+
     def reproduce(self) -> str:
-        """A ``gradcheck report`` command that runs this check."""
-        words = ["gradcheck", "report"]
-        if self.spec is not None and self.spec.is_reference:
-            words += ["--layer", self.name]
-            if self.spec.target is not None:
-                words += ["--target", self.spec.target.text]
+        """A ``gradcheck report`` command that runs this check (the report applies a
+        variant's own tolerances itself)."""
+        if self.spec is None:
+            spec = LayerSpec(self.name, self.factory)
         else:
-            words += ["--only", "".join(f"[{c}]" if c in "*?[" else c for c in self.name)]
-        words += ["--shape", format_shape(self.shape), "--seed", str(self.seed)]
-        words += ["--mode", "full" if self.mode == "full" else "auto", "--method", "central"]
-        return " ".join(shlex.quote(w) for w in words)
+            spec = dataclasses.replace(self.spec, name=self.name)
+        mode = "full" if self.mode == "full" else "auto"
+        return reproduce_command(spec, self.shape, self.seed, RunOptions(mode=mode))
 
     def run(self) -> CheckResult:
         layer = self.factory()
@@ -67,13 +71,7 @@ class BatteryItem:
         else:
             x, target = make_input(self.input, self.shape, self.seed), None
         result = check_adapted(
-            layer,
-            x,
-            target=target,
-            seed=self.seed,
-            mode=self.mode,
-            rtol=self.rtol,
-            atol=self.atol,
+            layer, x, target=target, seed=self.seed, **self.options.check_keywords()
         )
         result.layer = self.name
         result.reproduce = self.reproduce()
