@@ -20,6 +20,7 @@ from .registry import LayerSpec, make_input
 from .result import CheckResult
 from .runner import RunOptions, reproduce_command
 from .targets import draw_target
+from .testing import GradientCheckFailed
 
 BATTERY_SEEDS: Tuple[int, ...] = (0, 1)
 BATTERY_MODES: Tuple[str, ...] = ("auto", "full")
@@ -126,11 +127,13 @@ def property_test(spec: LayerSpec) -> Callable[[], None]:
     directions) is drawn too. An inconclusive result is allowed (the estimate may be unable to
     resolve, at a kink say); ``fail`` and ``error`` are not.
     """
+    # Hypothesis (and hypothesis.extra.numpy, behind gradcheck.strategies) is imported when a
+    # property is built, not with this module: the pytest plugin imports the battery in every
+    # pytest session it is loaded in, most of which run no property.
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     from . import strategies as gst
-    from .testing import GradientCheckFailed
 
     max_n = max(s[0] for s in spec.shapes)
     dims = sorted({s[-1] for s in spec.shapes})

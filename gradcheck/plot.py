@@ -43,6 +43,7 @@ from .compare import FAIL_MARGIN, compare
 from .finite_diff import STENCILS as FD_STENCILS
 from .finite_diff import base_step
 from .objective import LayerObjective, is_loss_layer
+from .report import write_atomic
 from .result import ArgumentResult, CheckResult
 from .streams import PURPOSE_DEFAULT_LABELS, PURPOSE_DY, harness_rng
 
@@ -379,8 +380,6 @@ def draw_step_sweep(sweep: StepSweep, path: str, dpi: int = 120) -> None:
     require_matplotlib()
     from matplotlib.figure import Figure
 
-    from .report import write_atomic
-
     # A bare Figure, not pyplot: no global state and no GUI backend, so this works headless.
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
@@ -526,8 +525,6 @@ def draw_error_picture(result: CheckResult, path: str, dpi: int = 110) -> None:
     from matplotlib.colors import SymLogNorm
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
-
-    from .report import write_atomic
 
     folded = [
         (arg, *fold_2d(np.asarray(arg.analytic) - np.asarray(arg.numeric), arg.name))
