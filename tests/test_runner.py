@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
-from gradcheck import cli
+from gradcheck.cli import build_parser
 from gradcheck.isolation import Crash, Worker, can_fork, describe_status, signal_label
 from gradcheck.registry import LayerSpec, get_layer_spec, spec_from_reference
 from gradcheck.result import CheckResult
@@ -222,17 +222,38 @@ def test_statuses_and_signals_are_named():
 
 # -- the reproduce command ----------------------------------------------------------------------
 
+# (report options, what the command says after the seed): the command line's rules, as its own
+# reproduce_command wrote them before it called this one.
 REPORT_ARGS = [
-    [],
-    ["--mode", "full", "--method", "five-point", "--directions", "4", "--budget", "9"],
-    ["--mode", "directional", "--directions", "4", "--budget", "9", "--rtol", "1e-06"],
-    ["--budget", "0", "--atol", "1e-09", "--eps", "0.001", "--no-escalate"],
-    ["--dtype", "float32", "--allow-float32", "--timeout", "2.5", "--reseed-global-rng"],
+    ([], "--mode auto --method central"),
+    (
+        ["--mode", "full", "--method", "five-point", "--directions", "4", "--budget", "9"],
+        "--mode full --method five-point",
+    ),
+    (
+        ["--mode", "directional", "--directions", "4", "--budget", "9", "--rtol", "1e-06"],
+        "--mode directional --method central --directions 4 --rtol 1e-06",
+    ),
+    (
+        ["--budget", "0", "--atol", "1e-09", "--eps", "0.001", "--no-escalate"],
+        "--mode auto --method central --budget 0 --atol 1e-09 --eps 0.001 --no-escalate",
+    ),
+    (
+        ["--dtype", "float32", "--allow-float32", "--timeout", "2.5", "--reseed-global-rng"],
+        "--reseed-global-rng --mode auto --method central --dtype float32 --allow-float32 "
+        "--timeout 2.5",
+    ),
+]
+NAMES = [
+    ("zca-eigh", "--only zca-eigh"),
+    ("odd*name[1]", "--only 'odd[*]name[[]1]'"),
+    ("layers.dense:Dense(5, 3)", "--layer 'layers.dense:Dense(5, 3)'"),
 ]
 
 
 def _cli_options(args: Any) -> RunOptions:
-    """The job options as the command line builds them (gradcheck/cli.py's cmd_report)."""
+    """The job options as the command line builds them (gradcheck/cli.py's cmd_report), under
+    the name it uses."""
     return CheckOptions(
         mode=args.mode,
         method=args.method,
@@ -248,36 +269,27 @@ def _cli_options(args: Any) -> RunOptions:
     )
 
 
-@pytest.mark.parametrize("extra", REPORT_ARGS)
-@pytest.mark.parametrize("name", ["zca-eigh", "odd*name[1]", "layers.dense:Dense(5, 3)"])
-def test_the_reproduce_command_is_the_command_lines(name, extra):
-    args = cli.build_parser().parse_args(["report", *extra])
+@pytest.mark.parametrize("extra, said", REPORT_ARGS)
+@pytest.mark.parametrize("name, named", NAMES)
+def test_the_reproduce_command_follows_the_command_lines_rules(name, named, extra, said):
+    args = build_parser().parse_args(["report", *extra])
     if ":" in name:
         layer_spec = spec_from_reference(name, "--layer", None, None)
     else:
         layer_spec = LayerSpec(name=name, factory=lambda: None)
     words = reproduce_command(
-        layer_spec,
-        (8, 3),
-        1,
-        _cli_options(args),
-        reseed_global_rng=args.reseed_global_rng,
+        layer_spec, (8, 3), 1, _cli_options(args), reseed_global_rng=args.reseed_global_rng
     )
-    assert words == cli.reproduce_command(layer_spec, (8, 3), 1, args)
+    assert words == f"gradcheck report {named} --shape 8x3 --seed 1 {said}"
 
 
 def test_the_reproduce_command_of_a_function_names_it_by_its_words():
-    argv = ["report", "--pair", "course_layers:affine", "--input", "x=4x5", "--mode", "full"]
-    args = cli.build_parser().parse_args(argv)
+    args = build_parser().parse_args(["report", "--mode", "full"])
     layer_spec = LayerSpec(name="affine", factory=lambda: None, prepare=lambda *a: a)
+    function_words = ["--pair", "course_layers:affine", "--input", "x=4x5"]
     words = reproduce_command(
-        layer_spec,
-        (4, 5),
-        3,
-        _cli_options(args),
-        function_words=cli._function_words(args),
+        layer_spec, (4, 5), 3, _cli_options(args), function_words=function_words
     )
-    assert words == cli.reproduce_command(layer_spec, (4, 5), 3, args)
     assert words == (
         "gradcheck report --pair course_layers:affine --input x=4x5 --seed 3 --mode full "
         "--method central"
