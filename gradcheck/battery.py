@@ -9,15 +9,18 @@ deliberately wrong layers to prove that the battery catches them.
 
 from __future__ import annotations
 
-import shlex
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from .functions import check_adapted
 from .literals import format_shape
+from .options import CheckOptions
 from .registry import LayerSpec, make_input
 from .result import CheckResult
+from .runner import RunOptions, reproduce_command
 from .targets import draw_target
+from .testing import GradientCheckFailed
 
 BATTERY_SEEDS: Tuple[int, ...] = (0, 1)
 BATTERY_MODES: Tuple[str, ...] = ("auto", "full")
@@ -47,18 +50,20 @@ class BatteryItem:
         """A readable pytest id, e.g. ``zca-eigh-16x4-seed0-auto``."""
         return f"{self.name}-{format_shape(self.shape)}-seed{self.seed}-{self.mode}"
 
+    @property
+    def options(self) -> CheckOptions:
+        """The options of this check: its mode and tolerances, the rest at their defaults."""
+        return CheckOptions(mode=self.mode, rtol=self.rtol, atol=self.atol)
+
     def reproduce(self) -> str:
-        """A ``gradcheck report`` command that runs this check."""
-        words = ["gradcheck", "report"]
-        if self.spec is not None and self.spec.is_reference:
-            words += ["--layer", self.name]
-            if self.spec.target is not None:
-                words += ["--target", self.spec.target.text]
+        """A ``gradcheck report`` command that runs this check (the report applies a
+        variant's own tolerances itself)."""
+        if self.spec is None:
+            spec = LayerSpec(self.name, self.factory)
         else:
-            words += ["--only", "".join(f"[{c}]" if c in "*?[" else c for c in self.name)]
-        words += ["--shape", format_shape(self.shape), "--seed", str(self.seed)]
-        words += ["--mode", "full" if self.mode == "full" else "auto", "--method", "central"]
-        return " ".join(shlex.quote(w) for w in words)
+            spec = dataclasses.replace(self.spec, name=self.name)
+        mode = "full" if self.mode == "full" else "auto"
+        return reproduce_command(spec, self.shape, self.seed, RunOptions(mode=mode))
 
     def run(self) -> CheckResult:
         layer = self.factory()
@@ -67,13 +72,7 @@ class BatteryItem:
         else:
             x, target = make_input(self.input, self.shape, self.seed), None
         result = check_adapted(
-            layer,
-            x,
-            target=target,
-            seed=self.seed,
-            mode=self.mode,
-            rtol=self.rtol,
-            atol=self.atol,
+            layer, x, target=target, seed=self.seed, **self.options.check_keywords()
         )
         result.layer = self.name
         result.reproduce = self.reproduce()
@@ -128,11 +127,13 @@ def property_test(spec: LayerSpec) -> Callable[[], None]:
     directions) is drawn too. An inconclusive result is allowed (the estimate may be unable to
     resolve, at a kink say); ``fail`` and ``error`` are not.
     """
+    # Hypothesis (and hypothesis.extra.numpy, behind gradcheck.strategies) is imported when a
+    # property is built, not with this module: the pytest plugin imports the battery in every
+    # pytest session it is loaded in, most of which run no property.
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     from . import strategies as gst
-    from .testing import GradientCheckFailed
 
     max_n = max(s[0] for s in spec.shapes)
     dims = sorted({s[-1] for s in spec.shapes})

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import heapq
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,9 +27,9 @@ from .compare import (
     failing_entries,
     scaled_norm,
 )
+from .contracts import Abort, LayerCalls, nonfinite_index
 from .diagnosis import diagnose_results
 from .finite_diff import (
-    METHODS,
     PROBE_FACTOR,
     RECOVERY_FAILED,
     RECOVERY_NONE,
@@ -37,20 +37,25 @@ from .finite_diff import (
     Estimate,
     base_step,
     directional_derivatives,
-    harness_rng,
     partial_derivatives,
     points_per_direction,
     steady_under_refinement,
     typical_scale,
 )
 from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
+from .options import DEFAULTS, CheckOptions
+from .options import MODES as MODES  # gradcheck.check.MODES: the CLI imports it from here
 from .result import ArgumentResult, CheckResult, Finding, worst_status
-from .spectra import spectrum_summary
 from .state import LayerState
+from .streams import (
+    PURPOSE_COMPLEX_TRIAL,
+    PURPOSE_DEFAULT_LABELS,
+    PURPOSE_DIRECTIONS,
+    PURPOSE_LOCALIZE,
+    harness_rng,
+)
 
 Array = np.ndarray
-
-MODES: Tuple[str, ...] = ("auto", "full", "directional")
 
 # The relative gradient error for which a directional check states its miss probability.
 REFERENCE_RELATIVE_ERROR = 1e-4
@@ -86,121 +91,6 @@ FULL_TRIAL_SWITCH = 0.4
 # Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
 # are many tiny matrix problems, where BLAS threads cost far more than they save.
 _THREAD_LIMIT_SIZE = 256
-
-# Purposes that separate the harness's random streams (see finite_diff.harness_rng).
-_PURPOSE_DY, _PURPOSE_TARGET, _PURPOSE_DY2, _PURPOSE_PROBE, _PURPOSE_DIRECTIONS = 1, 2, 3, 4, 10
-_PURPOSE_STALE, _PURPOSE_BATCH = 5, 6
-# Localization draws its block directions from purposes 1000 + argument number.
-_PURPOSE_LOCALIZE = 1000
-
-
-class _Abort(Exception):
-    """Raised inside a check when a finding makes further checking meaningless."""
-
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
-
-
-def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call into the layer; an exception becomes an error finding naming what was called.
-
-    ``SystemExit`` (a layer calling ``sys.exit()``) is one of them: it ends the check, not the
-    caller's process. ``KeyboardInterrupt`` (and the runner's timeout, another
-    ``BaseException``) still reach the caller.
-    """
-    try:
-        return fn(*args)
-    except (Exception, SystemExit) as exc:
-        raise _Abort(
-            Finding(f"{what}-raised", "error", f"{what} raised {type(exc).__name__}: {exc}")
-        ) from exc
-
-
-def _nonfinite_index(a: Array) -> Optional[Tuple[int, ...]]:
-    bad = ~np.isfinite(a)
-    if not bad.any():
-        return None
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
-
-
-def _require_array(what: str, value: Any, shape: Tuple[int, ...]) -> Array:
-    """Validate what a backward returned: not None, numeric, of ``shape``, finite."""
-    if value is None:
-        raise _Abort(
-            Finding(
-                f"{what}-none", "error", f"{what} returned None; expected an array of shape {shape}"
-            )
-        )
-    arr = np.asarray(value)
-    if not (np.issubdtype(arr.dtype, np.floating)):
-        raise _Abort(
-            Finding(
-                f"{what}-dtype",
-                "error",
-                f"{what} returned dtype {arr.dtype}; expected floating point",
-            )
-        )
-    if arr.shape != tuple(shape):
-        raise _Abort(
-            Finding(
-                f"{what}-shape",
-                "error",
-                f"{what} returned shape {arr.shape}; expected {tuple(shape)}",
-            )
-        )
-    idx = _nonfinite_index(arr)
-    if idx is not None:
-        raise _Abort(
-            Finding(f"{what}-nonfinite", "error", f"{what} contains {arr[idx]} at index {idx}")
-        )
-    return np.array(arr, dtype=np.float64)
-
-
-def _dtype_problem(returned: np.dtype, expected: np.dtype) -> bool:
-    """Whether a gradient of dtype ``returned`` breaks the contract of a check in ``expected``.
-
-    A float64 check expects float64 exactly: anything narrower has lost the digits the
-    comparison needs. A float32 check (``allow_float32``) also takes float64, which is what a
-    float32 layer returns for the harness's float64 ``dy``.
-    """
-    if returned == expected:
-        return False
-    return not (expected == np.float32 and returned == np.float64)
-
-
-def _same(a: Array, b: Array) -> bool:
-    """Equal up to the rounding of a deterministic recomputation."""
-    return bool(np.allclose(a, b, rtol=1e-12, atol=1e-300))
-
-
-def _changed(before: Array, after: Any) -> Optional[float]:
-    """The largest change of an array that should not have changed, or ``None``."""
-    if (
-        isinstance(after, np.ndarray)
-        and after.dtype == before.dtype
-        and after.shape == before.shape
-        and after.tobytes() == before.tobytes()
-    ):
-        # The common case, and the cheap test: this runs after every call into the layer.
-        return None
-    after = np.asarray(after)
-    if after.shape != before.shape:
-        return float("inf")
-    if np.array_equal(before, after, equal_nan=True):
-        return None
-    return float(np.max(np.abs(after.astype(np.float64) - before.astype(np.float64))))
-
-
-def _spectrum_stats(layer: Any) -> Optional[Dict[str, float]]:
-    """Condition number and smallest eigenvalue gap of a whitening layer's covariance."""
-    spectrum = getattr(layer, "spectrum", None)
-    if not callable(spectrum):
-        return None
-    try:
-        return spectrum_summary(spectrum())
-    except Exception:
-        return None
 
 
 def miss_probability(thresholds: Array, gradient_norm: float, relative_error: float) -> float:
@@ -353,29 +243,26 @@ def _nonfinite_finding(key: str, est: Estimate, shape: Tuple[int, ...], mode: st
 
 
 class _Checker:
-    """The state of one :func:`check_layer` call; each method is one step of it."""
+    """The estimation and comparison of one :func:`check_layer` call; each method is one step.
+
+    The calls into the layer and their contracts are ``self.calls``
+    (:class:`~gradcheck.contracts.LayerCalls`); what those established (``x``, ``dy``, the
+    parameters, the findings) is read through the properties below.
+    """
 
     def __init__(
         self,
         layer: Any,
         x: Array,
+        options: CheckOptions,
         *,
         dy: Optional[Array],
         target: Optional[Array],
         seed: int,
-        rtol: Optional[float],
-        atol: Optional[float],
-        mode: str,
-        method: str,
-        directions: Optional[int],
-        check_params: bool,
-        chunk: Optional[int],
-        n_worst: int,
-        dtype: np.dtype,
-        escalate: bool,
-        budget: Optional[int] = None,
     ) -> None:
-        self.layer = layer
+        self.calls = LayerCalls(layer, x, options, dy=dy, target=target, seed=seed)
+        self.options = options
+        budget = options.budget
         self.budget = default_budget(x.size) if budget is None else int(budget)
         # Arrays spanning an extreme range of magnitudes: a perturbation may move some outputs
         # below their ulp and others not, so every estimate probes for changes lost that way.
@@ -383,408 +270,69 @@ class _Checker:
             dynamic_range(x) > EXTREME_RANGE
             or any(dynamic_range(p) > EXTREME_RANGE for p in layer_params(layer).values())
         )
-        # Per argument, the backward's own rounding as the linearity check measured it.
-        self.backward_noise: Dict[str, Array] = {}
         # Per argument: the escalation stages full mode goes through (see plan_full).
         self.full_stages: Dict[str, List[str]] = {}
-        self.x = x
-        self.dy_given = dy
-        self.target = target
-        self.seed = seed
-        self.rtol = default_rtol(dtype) if rtol is None else float(rtol)
-        self.atol = atol
-        self.mode = mode
-        self.method = method
-        self.n_directions = directions
-        self.check_params = check_params
-        self.chunk = chunk if chunk else default_chunk(x.size)
-        self.n_worst = n_worst
-        self.escalate = escalate
-        self.dtype = dtype
-        self.is_loss = is_loss_layer(layer)
-        self.findings: List[Finding] = []
-        self.name = layer_name(layer)
+        self.rtol = self.calls.rtol
+        self.atol = options.atol
+        self.mode = options.mode
+        self.method = options.method
+        self.n_directions = options.directions
+        self.chunk = options.chunk if options.chunk else default_chunk(x.size)
+        self.n_worst = options.n_worst
+        self.escalate = options.escalate
+        self.dtype = self.calls.dtype
 
-    # -- running the layer -------------------------------------------------------------------
-    #
-    # Every array handed to the layer is a private copy, kept in ``self.watched`` beside a copy
-    # of its value, and every parameter has a reference copy in ``self.params_ref``: after each
-    # call into the layer all of them are compared (``check_arguments``), so a mutation is named
-    # with the call that made it, whichever call that is. Parameters are restored at once, so
-    # that later calls and the estimate run at the values the gradients were computed at.
+    # -- what the contract checks established --------------------------------------------------
 
-    def watch(self, name: str, value: Array) -> Array:
-        """A private copy of ``value`` to hand to the layer, compared after every later call."""
-        arg = np.array(value, copy=True)
-        self.watched.append((name, arg, value.copy()))
-        return arg
+    @property
+    def layer(self) -> Any:
+        return self.calls.layer
 
-    def forward(self, x: Optional[Array] = None, call: str = "forward") -> Any:
-        """The layer's forward on a copy of ``x`` (default: the checked input), then
-        :meth:`check_arguments`; returns a copy of the output."""
-        arg = self.watch("x" if x is None else "x'", self.x if x is None else x)
-        if self.is_loss:
-            out = _call("forward", self.layer.forward, arg, self.target)
-        else:
-            out = _call("forward", self.layer.forward, arg)
-        # A copy, so that nothing done to the layer's arrays later can change this output.
-        out = np.array(out, copy=True) if isinstance(out, np.ndarray) else out
-        self.check_arguments(call)
-        return out
+    @property
+    def x(self) -> Array:
+        return self.calls.x
 
-    def backward(self, dy: Array) -> Any:
-        if self.is_loss:
-            return _call("backward", self.layer.backward)
-        return _call("backward", self.layer.backward, self.watch("dy", dy))
+    @property
+    def target(self) -> Optional[Array]:
+        return self.calls.target
 
-    def gradients(self, dy: Array, call: str = "backward") -> Dict[str, Array]:
-        """Run backward and collect the validated gradients (float64 copies) of the input and
-        the parameters, then :meth:`check_arguments`."""
-        dx = self.backward(dy)
-        grads = {"x": self.gradient("backward", "x", dx, self.x.shape)}
-        layer_grads = getattr(self.layer, "grads", None) or {}
-        for key in self.param_keys:
-            if key not in layer_grads:
-                raise _Abort(
-                    Finding("param-grad-missing", "error", f"backward did not fill grads[{key!r}]")
-                )
-            grads[key] = self.gradient(
-                f"grads[{key!r}]", f"grads[{key!r}]", layer_grads[key], np.shape(self.params[key])
-            )
-        self.check_arguments(call)
-        return grads
+    @property
+    def seed(self) -> int:
+        return self.calls.seed
 
-    def gradient(self, what: str, name: str, value: Any, shape: Tuple[int, ...]) -> Array:
-        """One validated gradient as float64; a narrower dtype than the check's is a finding."""
-        arr = _require_array(what, value, shape)
-        returned = np.asarray(value).dtype
-        if _dtype_problem(returned, self.dtype):
-            self.note_once(
-                "backward-dtype",
-                name,
-                f"backward returned {returned} for {name}; expected {np.dtype(self.dtype)}",
-            )
-        return arr
+    @property
+    def findings(self) -> List[Finding]:
+        return self.calls.findings
 
-    def note_once(self, code: str, subject: str, message: str) -> None:
-        """A ``fail`` finding, once per (code, subject): the first call that broke it is named."""
-        if (code, subject) not in self.noted:
-            self.noted.add((code, subject))
-            self.findings.append(Finding(code, "fail", message))
+    @property
+    def backward_noise(self) -> Dict[str, Array]:
+        return self.calls.backward_noise
 
-    def check_arguments(self, call: str) -> None:
-        """Compare every array handed to the layer so far, and its parameters, with their
-        copies; name ``call`` for each change found, and put the parameters back."""
-        describe = {
-            "x": "its input x",
-            "x'": "its input (the nearby input x' of the stale-cache check)",
-            "dy": "its argument dy",
-        }
-        for name, arg, before in self.watched:
-            if (change := _changed(before, arg)) is not None:
-                self.note_once(
-                    "dy-mutated" if name == "dy" else "input-mutated",
-                    name,
-                    f"{call} modified {describe[name]} in place (max change {change:.3g})",
-                )
-        if not self.params_ref:
-            return
-        current = layer_params(self.layer)
-        for key, before in self.params_ref.items():
-            value = current.get(key)
-            if value is None:
-                message = f"{call} removed parameter {key!r}"
-            elif (change := _changed(before, value)) is not None:
-                message = f"{call} modified parameter {key!r} (max change {change:.3g})"
-            else:
-                continue
-            self.note_once("param-mutated", key, message)
-            self.restore_param(key, value)
+    @property
+    def spectrum(self) -> Optional[Dict[str, float]]:
+        return self.calls.spectrum
 
-    def restore_param(self, key: str, current: Any) -> None:
-        """Put back the array object the check started with under ``key``, holding its values
-        bitwise (a container that refuses is left alone: the finding says enough)."""
-        original, before = self.params_original[key], self.params_ref[key]
-        try:
-            if current is not original:
-                self.layer.params[key] = original
-            if (
-                isinstance(original, np.ndarray)
-                and original.flags.writeable
-                and original.shape == before.shape
-            ):
-                original[...] = before
-        except Exception:
-            pass
+    @property
+    def y(self) -> Array:
+        return self.calls.y
 
-    def restore_params(self) -> None:
-        current = layer_params(self.layer)
-        for key in self.params_ref:
-            self.restore_param(key, current.get(key))
+    @property
+    def dy(self) -> Array:
+        return self.calls.dy
 
-    def nearby(self, purpose: int, count: int) -> Array:
-        """``count`` inputs ``(count, *x.shape)`` near ``x``, from the harness's stream.
+    @property
+    def params(self) -> Dict[str, Array]:
+        return self.calls.params
 
-        Each entry is scaled by ``1 + 1e-3 z`` (``z`` standard normal): far enough to change
-        every cache and statistic well beyond rounding, and sign-preserving, so a layer with a
-        domain such as ``x > 0`` (a log, a square root) stays inside it. An all-zero ``x`` is
-        moved by ``1e-3 z`` instead.
-        """
-        x = np.asarray(self.x, dtype=np.float64)
-        z = harness_rng(self.seed, purpose).standard_normal((count, *x.shape))
-        moved = x * (1.0 + 1e-3 * z) if np.any(x) else 1e-3 * z
-        return moved.astype(self.x.dtype)
-
-    # -- the steps ---------------------------------------------------------------------------
+    @property
+    def param_keys(self) -> List[str]:
+        return self.calls.param_keys
 
     def run_analytic(self) -> Dict[str, Array]:
-        """Forward, backward, and the hygiene checks that need nothing numeric."""
-        self.watched: List[Tuple[str, Array, Array]] = []
-        self.noted: Set[Tuple[str, str]] = set()
-        before = layer_params(self.layer) if self.check_params else {}
-        self.params = before
-        self.param_keys = sorted(before)
-        self.params_ref = {k: np.array(v, copy=True) for k, v in before.items()}
-        self.params_original = dict(before)
+        """Forward, backward, and the contract checks that need nothing numeric."""
+        return self.calls.run_analytic()
 
-        raw = self.forward()
-        self.spectrum = _call("spectrum", _spectrum_stats, self.layer)
-        self.y = self.validate_output(raw)
-        self.adopt_params(before)
-        self.dy = self.upstream(self.y)
-        grads = self.gradients(self.dy)
-        self.check_repeatable(grads)
-        if not self.is_loss:
-            self.check_linear(grads)
-        return grads
-
-    def adopt_params(self, before: Dict[str, Array]) -> None:
-        """Read ``layer.params`` again after the first forward, where many layers create them.
-
-        The parameters checked are the ones the layer holds when backward runs. Parameters
-        created (or replaced by new arrays) in that forward are an ``info`` finding: the
-        check is of them as found after it.
-        """
-        if not self.check_params:
-            return
-        after = layer_params(self.layer)
-        created = sorted(set(after) - set(before))
-        replaced = sorted(k for k in after if k in before and after[k] is not before[k])
-        if created or replaced:
-            parts = []
-            if created:
-                parts.append(f"created parameter(s) {', '.join(map(repr, created))}")
-            if replaced:
-                parts.append(f"replaced parameter array(s) {', '.join(map(repr, replaced))}")
-            self.findings.append(
-                Finding(
-                    "params-created-lazily",
-                    "info",
-                    f"the first forward {' and '.join(parts)}; layer.params is read after it, "
-                    "so these are the parameters checked",
-                )
-            )
-        for key in created + replaced:
-            self.params_ref[key] = np.array(after[key], copy=True)
-            self.params_original[key] = after[key]
-        self.params = after
-        self.param_keys = sorted(after)
-
-    def validate_output(self, y: Any) -> Array:
-        if y is None:
-            raise _Abort(Finding("forward-none", "error", "forward returned None"))
-        arr = np.asarray(y)
-        if self.is_loss and arr.shape != ():
-            raise _Abort(
-                Finding(
-                    "forward-shape",
-                    "error",
-                    f"a loss layer's forward must return a scalar, got shape {arr.shape}",
-                )
-            )
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise _Abort(
-                Finding(
-                    "forward-dtype",
-                    "error",
-                    f"forward returned dtype {arr.dtype}; expected floating point",
-                )
-            )
-        idx = _nonfinite_index(arr)
-        if idx is not None:
-            raise _Abort(
-                Finding(
-                    "forward-nonfinite",
-                    "error",
-                    f"forward output contains {arr[idx]} at index {idx}",
-                )
-            )
-        return np.array(arr, dtype=np.float64)
-
-    def upstream(self, y: Array) -> Array:
-        if self.is_loss:
-            return np.array(1.0)
-        if self.dy_given is None:
-            return harness_rng(self.seed, _PURPOSE_DY).standard_normal(y.shape)
-        dy = np.asarray(self.dy_given)
-        if dy.shape != y.shape:
-            raise _Abort(
-                Finding(
-                    "dy-shape",
-                    "error",
-                    f"dy has shape {dy.shape}; the forward output has shape {y.shape}",
-                )
-            )
-        if (idx := _nonfinite_index(dy)) is not None:
-            raise _Abort(Finding("dy-nonfinite", "error", f"dy contains {dy[idx]} at index {idx}"))
-        return np.array(dy, dtype=np.float64)
-
-    def check_repeatable(self, grads: Dict[str, Array]) -> None:
-        """Backward must depend on the last forward only, and give the same result every time.
-
-        Finite differences call forward many times, and a training loop calls forward on one
-        batch after another: a layer that keeps a cache from an earlier forward, or that
-        accumulates across calls (appending inputs to a list, adding into ``grads``), would be
-        checked on the wrong cache. So a forward on a nearby input ``x'``, then a forward on
-        ``x``, then ``backward(dy)`` must reproduce the first forward's output and gradients.
-        Only when they do not, a plain forward and backward on ``x`` (two calls more) tell a
-        stale cache from a layer that is not repeatable at all.
-        """
-        other = self.nearby(_PURPOSE_STALE, 1)[0]
-        probed = True
-        # forward(x') once more, as a slice of the batch-support probe, unless the layer turns
-        # out to keep state across forwards (then that output is not forward(x') alone).
-        self.nearby_output: Optional[Tuple[Array, Array]] = None
-        try:
-            y_other = self.forward(other, "forward (stale-cache check, on a nearby input x')")
-            y_other = np.asarray(y_other)
-            if y_other.shape == self.y.shape and np.issubdtype(y_other.dtype, np.floating):
-                self.nearby_output = (other, np.array(y_other, dtype=np.float64))
-        except _Abort as abort:
-            if isinstance(abort.__cause__, SystemExit):
-                raise
-            probed = False
-            cause = abort.__cause__
-            self.findings.append(
-                Finding(
-                    "stale-cache-unchecked",
-                    "warning",
-                    f"forward on a nearby input x' (each entry of x moved by about 1e-3 of its "
-                    f"size) raised {type(cause).__name__}: {cause}; the stale-cache check was "
-                    "skipped",
-                )
-            )
-        phase = "stale-cache check" if probed else "repeatability check"
-        y2 = self.validate_output(self.forward(call=f"forward ({phase}, on x)"))
-        g2 = self.gradients(self.dy, f"backward ({phase})")
-        y_differs = not np.allclose(y2, self.y, rtol=1e-12, atol=0.0)
-        g_differs = [key for key in grads if not _same(g2[key], grads[key])]
-        if not (y_differs or g_differs):
-            return
-        self.nearby_output = None
-        if probed:
-            y3 = self.validate_output(self.forward(call="forward (repeatability check)"))
-            g3 = self.gradients(self.dy, "backward (repeatability check)")
-        else:
-            y3, g3 = y2, g2
-        if not np.allclose(y3, self.y, rtol=1e-12, atol=0.0):
-            self.findings.append(
-                Finding(
-                    "forward-not-repeatable",
-                    "fail",
-                    "two forward calls on the same x returned different outputs",
-                )
-            )
-        elif y_differs:
-            self.findings.append(
-                Finding(
-                    "stale-cache",
-                    "fail",
-                    "forward(x) after forward(x') returned a different output than forward(x) "
-                    "alone: the forward uses state left by an earlier forward",
-                )
-            )
-        stale = []
-        for key, g in grads.items():
-            if _same(g3[key], g):
-                if key in g_differs:
-                    stale.append(key)
-                continue
-            ratio = float(np.sum(g2[key] * g) / max(float(np.sum(g * g)), 1e-300))
-            hint = (
-                " (the second result is about twice the first: gradients are being accumulated;"
-                " overwrite grads on every backward)"
-                if abs(ratio - 2.0) < 1e-6
-                else ""
-            )
-            self.findings.append(
-                Finding(
-                    "backward-not-repeatable",
-                    "fail",
-                    "a second forward+backward on the same x and dy changed gradient "
-                    f"{key!r}{hint}",
-                )
-            )
-        if stale:
-            self.findings.append(
-                Finding(
-                    "stale-cache",
-                    "fail",
-                    "backward after forward(x') then forward(x) differs from backward after "
-                    "forward(x): backward uses a cache from an earlier forward (gradient "
-                    f"{', '.join(map(repr, stale))})",
-                )
-            )
-
-    def check_linear(self, grads: Dict[str, Array]) -> None:
-        """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), and B(0) = 0.
-
-        The backward calls follow one forward: the protocol makes backward a function of the
-        last forward, so calling it again with another ``dy`` is within the contract.
-        """
-        dy2 = harness_rng(self.seed, _PURPOSE_DY2).standard_normal(self.dy.shape)
-        g2 = self.gradients(dy2, "backward (linearity check, dy2)")
-        g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
-        g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
-        # A gradient that is zero in truth comes out of a backward as rounding noise, which is
-        # not linear: the test's floor is a thousand ulps of the size a gradient entry has on
-        # the layer's own scale, |dy| |y| / |x| (the scale of x or of the parameter).
-        dy_size = float(np.max(np.abs(self.dy + 2.0 * dy2), initial=0.0))
-        y_size = float(np.max(np.abs(self.y), initial=0.0))
-        for key in grads:
-            expected = grads[key] + 2.0 * g2[key]
-            # The rounding of three backward calls, one draw per entry: pooled (twice the 90th
-            # percentile) so that an entry whose draw was small by chance is not trusted more.
-            spread = np.abs(g3[key] - expected)
-            pooled = 2.0 * float(np.quantile(spread, 0.9)) if spread.size else 0.0
-            scale = max(
-                float(np.max(np.abs(expected), initial=0.0)),
-                float(np.max(np.abs(g3[key]), initial=0.0)),
-            )
-            base = self.x if key == "x" else self.params[key]
-            natural = dy_size * y_size / typical_scale(base)
-            limit = self.rtol * max(scale, 1e-300) + 1024.0 * np.finfo(float).eps * natural
-            if np.max(np.abs(g3[key] - expected), initial=0.0) > limit:
-                self.findings.append(
-                    Finding(
-                        "backward-not-linear",
-                        "fail",
-                        f"gradient {key!r} is not linear in dy: backward(dy1 + 2 dy2) differs from "
-                        f"backward(dy1) + 2 backward(dy2) by more than rtol={self.rtol:.1e}",
-                    )
-                )
-            elif np.any(g0[key] != 0.0):
-                self.findings.append(
-                    Finding(
-                        "backward-not-linear",
-                        "fail",
-                        f"backward(0) is not zero for gradient {key!r}",
-                    )
-                )
-            else:
-                # Linear up to rounding: what is left is the backward's rounding (of a
-                # nonlinear backward it would be the nonlinearity, already a finding).
-                self.backward_noise[key] = np.maximum(spread, pooled)
+    # -- the estimate ----------------------------------------------------------------------------
 
     def estimate(
         self,
@@ -1098,7 +646,7 @@ class _Checker:
         number of directions, or batches until a single entry wrong by ``TARGET_ENTRY_ERROR``
         of that band's typical entry is resolved (or the budget is spent).
         """
-        purpose = _PURPOSE_DIRECTIONS + (0 if key == "x" else 1 + self.param_keys.index(key))
+        purpose = PURPOSE_DIRECTIONS + (0 if key == "x" else 1 + self.param_keys.index(key))
         rng = harness_rng(self.seed, purpose)
         fixed = directions if directions is not None else self.n_directions
         typical = typical_scale(base)
@@ -1279,7 +827,7 @@ class _Checker:
         return "richardson"
 
     def complex_step_agrees(self, base: Array, outputs: Callable[[Array], Array]) -> bool:
-        v = harness_rng(self.seed, _PURPOSE_PROBE).standard_normal((1, *base.shape))
+        v = harness_rng(self.seed, PURPOSE_COMPLEX_TRIAL).standard_normal((1, *base.shape))
         step = np.array([1e-5 * max(1.0, float(np.max(np.abs(base), initial=0.0)))])
         try:
             cs = directional_derivatives(
@@ -1362,7 +910,7 @@ class _Checker:
         failure stands whatever the budget allows; the entries named are those isolated.
         """
         base, outputs, kind = self.argument(key)
-        purpose = _PURPOSE_LOCALIZE + (0 if key == "x" else 1 + self.param_keys.index(key))
+        purpose = PURPOSE_LOCALIZE + (0 if key == "x" else 1 + self.param_keys.index(key))
         rng = harness_rng(self.seed, purpose)
         method = screen.method if screen.method in ("central", "five-point") else "central"
         typical = typical_scale(base)
@@ -1521,14 +1069,14 @@ class _Checker:
         screen: List[ArgumentResult] = []
         results: List[ArgumentResult] = []
         try:
-            self.check_batch_support()
-            self.check_perturbable()
+            self.calls.check_batch_support(self.objective)
+            self.calls.check_perturbable(self.objective)
             for key in ["x", *self.param_keys]:
                 results.append(self.estimate_argument(key, grads[key], screen))
         except SystemExit as exc:
             # The objective turns a layer's exceptions at perturbed points into NaN rows, but a
             # layer calling sys.exit() there ends the check (not the caller's process).
-            raise _Abort(
+            raise Abort(
                 Finding(
                     "forward-raised",
                     "error",
@@ -1537,54 +1085,12 @@ class _Checker:
             ) from exc
         finally:
             # Leave the layer as the caller gave it: parameters bitwise, cache for x.
-            self.restore_params()
+            self.calls.restore_params()
             try:
-                self.forward(call="forward (restoring the layer's cache for x)")
-            except _Abort:
+                self.calls.forward(call="forward (restoring the layer's cache for x)")
+            except Abort:
                 pass
         return results, screen
-
-    def check_batch_support(self) -> None:
-        """A declared ``supports_batch`` must hold on every slice of a stack of distinct inputs
-        (``x`` and two nearby ones, one of them the stale-cache check's ``x'``); else the
-        estimate evaluates one input at a time."""
-        if not self.objective.batched:
-            return
-        if self.nearby_output is not None:
-            # x' of the stale-cache check and its output there: one forward fewer.
-            other, y_other = self.nearby_output
-            probes = np.stack([other, self.nearby(_PURPOSE_BATCH, 1)[0]])
-            known: List[Optional[Array]] = [y_other, None]
-        else:
-            probes, known = self.nearby(_PURPOSE_BATCH, 2), []
-        if self.objective.batch_support_holds(probes, self.y, known):
-            return
-        self.objective.batched = False
-        self.findings.append(
-            Finding(
-                "batch-support-broken",
-                "warning",
-                "the layer declares supports_batch, but a stacked forward (x and two nearby "
-                "inputs) differed from separate forwards; evaluated one input at a time instead",
-            )
-        )
-
-    def check_perturbable(self) -> None:
-        """A parameter the estimate cannot perturb in place is a warning: rebinding
-        ``params[key]`` is invisible to a forward that reads its own reference to the array."""
-        for key in self.param_keys:
-            reason = self.objective.in_place_obstacle(key)
-            if reason is not None:
-                self.findings.append(
-                    Finding(
-                        "param-rebound",
-                        "warning",
-                        f"parameter {key!r} {reason}, so the estimate perturbs it by rebinding "
-                        f"params[{key!r}] to new arrays; a forward that reads its own reference "
-                        "to the old array (self.W where params['W'] is self.W) would not see the "
-                        "perturbation, and its numerical gradient would be zero",
-                    )
-                )
 
 
 def default_budget(size: int) -> int:
@@ -1614,7 +1120,7 @@ def _draw_target(layer: Any, x: Array, seed: int) -> Array:
     features, not logits), else the last axis of ``x`` (logits ``(N, C)``).
     """
     n_classes = int(getattr(layer, "n_classes", None) or x.shape[-1])
-    return harness_rng(seed, _PURPOSE_TARGET).integers(0, n_classes, size=x.shape[:-1])
+    return harness_rng(seed, PURPOSE_DEFAULT_LABELS).integers(0, n_classes, size=x.shape[:-1])
 
 
 def _reason(
@@ -1683,17 +1189,17 @@ def check_layer(
     dy: Optional[Array] = None,
     target: Optional[Array] = None,
     seed: int = 0,
-    rtol: Optional[float] = None,
-    atol: Optional[float] = None,
-    mode: str = "auto",
-    method: str = "central",
-    directions: Optional[int] = None,
-    check_params: bool = True,
-    allow_float32: bool = False,
-    chunk: Optional[int] = None,
-    n_worst: int = 5,
-    escalate: bool = True,
-    budget: Optional[int] = None,
+    rtol: Optional[float] = DEFAULTS.rtol,
+    atol: Optional[float] = DEFAULTS.atol,
+    mode: str = DEFAULTS.mode,
+    method: str = DEFAULTS.method,
+    directions: Optional[int] = DEFAULTS.directions,
+    check_params: bool = DEFAULTS.check_params,
+    allow_float32: bool = DEFAULTS.allow_float32,
+    chunk: Optional[int] = DEFAULTS.chunk,
+    n_worst: int = DEFAULTS.n_worst,
+    escalate: bool = DEFAULTS.escalate,
+    budget: Optional[int] = DEFAULTS.budget,
 ) -> CheckResult:
     """Check ``layer.backward`` against a numerical gradient at input ``x``.
 
@@ -1737,17 +1243,24 @@ def check_layer(
 
     Returns a :class:`CheckResult`; its ``status`` is ``"pass"``, ``"inconclusive"``, ``"fail"``
     or ``"error"``. Invalid options (unknown mode or method) raise ``ValueError``.
+
+    The options (every keyword but ``dy``, ``target`` and ``seed``) and their defaults are those
+    of :class:`gradcheck.options.CheckOptions`.
     """
-    if mode not in MODES:
-        raise ValueError(f"check_layer: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    if method not in METHODS:
-        raise ValueError(
-            f"check_layer: unknown method {method!r}; expected one of {', '.join(METHODS)}"
-        )
-    if budget is not None and budget < 0:
-        raise ValueError(f"check_layer: budget must be at least 0, got {budget}")
-    if directions is not None and directions < 1:
-        raise ValueError(f"check_layer: directions must be at least 1, got {directions}")
+    options = CheckOptions(
+        mode=mode,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        directions=directions,
+        budget=budget,
+        escalate=escalate,
+        allow_float32=allow_float32,
+        check_params=check_params,
+        chunk=chunk,
+        n_worst=n_worst,
+    )
+    options.validate("check_layer")
     start = time.perf_counter()
     name = layer_name(layer)
     arr = np.asarray(x)
@@ -1785,36 +1298,20 @@ def check_layer(
         )
     if arr.ndim == 0 or arr.size == 0:
         return refuse("x-shape", f"x must be a non-empty array, got shape {arr.shape}")
-    if (idx := _nonfinite_index(arr)) is not None:
+    if (idx := nonfinite_index(arr)) is not None:
         return refuse("x-nonfinite", f"x contains {arr[idx]} at index {idx}")
     x64 = np.array(arr, copy=True)
     if is_loss_layer(layer) and target is None:
         target = _draw_target(layer, x64, seed)
 
-    checker = _Checker(
-        layer,
-        x64,
-        dy=dy,
-        target=target,
-        seed=seed,
-        rtol=rtol,
-        atol=atol,
-        mode=mode,
-        method=method,
-        directions=directions,
-        check_params=check_params,
-        chunk=chunk,
-        n_worst=n_worst,
-        dtype=arr.dtype,
-        escalate=escalate,
-        budget=budget,
-    )
+    options = dataclasses.replace(options, dtype=arr.dtype.name)
+    checker = _Checker(layer, x64, options, dy=dy, target=target, seed=seed)
     state = LayerState.capture(layer)
     try:
         results, screen = checker.run()
-    except _Abort as abort:
+    except Abort as abort:
         checker.findings.append(abort.finding)
-        return finish("error", [], [], checker.findings, getattr(checker, "spectrum", None))
+        return finish("error", [], [], checker.findings, checker.spectrum)
     finally:
         state.restore()
     if arr.dtype == np.float32:

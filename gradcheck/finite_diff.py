@@ -42,29 +42,47 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+
+# The harness's random streams live in gradcheck.streams; re-exported for existing importers.
+from .streams import HARNESS_KEY as HARNESS_KEY
+from .streams import harness_rng as harness_rng
 
 Array = np.ndarray
 Outputs = Callable[[Array], Array]
 
 METHODS: Tuple[str, ...] = ("central", "five-point", "richardson", "complex-step")
 
-# Key mixed into every seed so the harness's draws (dy, directions, labels) never coincide with
-# a user's ``np.random.default_rng(seed)`` draws of ``x``: with the same seed and shape, ``dy``
-# would otherwise equal the standard-normal part of ``x``, a special case that hides errors.
-HARNESS_KEY = 0x6A7C_2B1D
-
 COMPLEX_STEP = 1e-20
 
-# (step exponent, stencil half-offsets) per real-valued method; steps are h = eps^p * scale.
-_STENCILS: Dict[str, Tuple[float, Tuple[float, ...]]] = {
-    "central": (1.0 / 3.0, (1.0, 2.0)),
-    "five-point": (1.0 / 5.0, (1.0, 2.0, 4.0)),
+
+class Stencil(NamedTuple):
+    """The stencil of one real-valued method, built from central differences
+    ``D(s h) = (L(x + s h v) - L(x - s h v)) / (2 s h)``.
+
+    ``exponent``: the base step is ``h = eps^exponent * scale``. ``offsets``: the half-offsets
+    ``s`` at which ``D(s h)`` is evaluated, in the estimators' order. ``order``: the estimate's
+    truncation error is ``O(h^order)``. ``weights``: the estimate is
+    ``sum_k weights[k] * D(offsets[k] h)`` (an offset of weight 0 only estimates the error);
+    empty for the coarse Richardson sequence, which a tableau combines.
+    """
+
+    exponent: float
+    offsets: Tuple[float, ...]
+    order: int
+    weights: Tuple[float, ...]
+
+
+#: The stencil of every real-valued method (the one table of them: :mod:`gradcheck.plot`
+#: derives its step-size study's stencils from it).
+STENCILS: Dict[str, Stencil] = {
+    "central": Stencil(1.0 / 3.0, (1.0, 2.0), 2, (1.0, 0.0)),
+    "five-point": Stencil(1.0 / 5.0, (1.0, 2.0, 4.0), 4, (4.0 / 3.0, -1.0 / 3.0, 0.0)),
     # h0 = eps^(1/9) * 8 puts the finest step h0/8 near eps^(1/9), the balance point for an
     # O(h^8) scheme, while the coarsest stays small enough for the expansion to hold.
-    "richardson-coarse": (1.0 / 9.0, (8.0, 4.0, 2.0, 1.0)),
+    "richardson-coarse": Stencil(1.0 / 9.0, (8.0, 4.0, 2.0, 1.0), 8, ()),
 }
 
 
@@ -73,18 +91,9 @@ def points_per_direction(method: str) -> int:
     if method == "complex-step":
         return 1
     if method == "richardson":
-        return 2 * len(_STENCILS["richardson-coarse"][1]) + 2 * 2 * len(_STENCILS["five-point"][1])
-    return 2 * len(_STENCILS[method][1])
-
-
-def harness_rng(seed: int, purpose: int = 0) -> np.random.Generator:
-    """The harness's own random stream for ``seed``, independent of ``default_rng(seed)``.
-
-    ``purpose`` separates streams used for different draws (upstream gradient, directions, ...).
-    """
-    return np.random.default_rng(
-        np.random.SeedSequence(int(seed), spawn_key=(HARNESS_KEY, purpose))
-    )
+        coarse, five_point = STENCILS["richardson-coarse"], STENCILS["five-point"]
+        return 2 * len(coarse.offsets) + 2 * 2 * len(five_point.offsets)
+    return 2 * len(STENCILS[method].offsets)
 
 
 # What a direction's estimate was made from when its stencil reached a point where the forward
@@ -151,9 +160,9 @@ def base_step(method: str, scale: Array, dtype: np.dtype = FLOAT64, typical: flo
     """
     if method == "complex-step":
         return np.full(np.shape(scale), COMPLEX_STEP)
-    if method not in METHODS and method not in _STENCILS:
+    if method not in METHODS and method not in STENCILS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    exponent, _ = _STENCILS["richardson-coarse" if method == "richardson" else method]
+    exponent = STENCILS["richardson-coarse" if method == "richardson" else method].exponent
     eps = np.finfo(dtype).eps
     return eps**exponent * np.maximum(float(typical), np.abs(scale))
 
@@ -210,7 +219,7 @@ def _tableau_weights(n_levels: int) -> Array:
 def _combine(method: str, d: Sequence[Array]) -> Tuple[Array, Array, Array, Array]:
     """(value, truncation estimate, spread, weights on ``d``) from central differences ``d``.
 
-    ``d`` holds ``D`` at the method's offsets, in the order of ``_STENCILS[method]``. The
+    ``d`` holds ``D`` at the method's offsets, in the order of ``STENCILS[method].offsets``. The
     *spread* is the difference between the value and the same estimator at a coarser step; the
     truncation estimate is that spread scaled by the estimator's known order.
     """
@@ -389,7 +398,7 @@ def _evaluate(
     """
     eps = np.finfo(np.float64).eps
     n = len(idx_all)
-    _, offsets = _STENCILS[method]
+    offsets = STENCILS[method].offsets
     n_off = len(offsets)
     # Stencil points in the order +s1, -s1, +s2, -s2, ... for every direction of a group.
     signed = np.repeat(np.asarray(offsets, dtype=np.float64), 2) * np.tile([1.0, -1.0], n_off)
@@ -655,14 +664,14 @@ def directional_derivatives(
     depended on the direction after all; one that still does not is independent of it (an
     exact 0 with no error).
     """
-    if method not in METHODS and method not in _STENCILS:
+    if method not in METHODS and method not in STENCILS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method == "richardson":
         return _richardson(outputs, x, w, directions, n_directions, step, chunk, fallback_step)
     if method == "complex-step":
         return _complex_step(outputs, x, w, directions, n_directions, step, chunk)
 
-    _, offsets = _STENCILS[method]
+    offsets = STENCILS[method].offsets
     n_off = len(offsets)
     # The asymmetry A(s) = (L(x+sh) - 2L(x) + L(x-sh)) / sh carries about 4 sigma / (s h) of
     # the forward's noise sigma, against sigma / (s_min h) in the estimate: the gain from the

@@ -40,26 +40,36 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .compare import FAIL_MARGIN, compare
-from .finite_diff import base_step, harness_rng
+from .finite_diff import STENCILS as FD_STENCILS
+from .finite_diff import base_step
 from .objective import LayerObjective, is_loss_layer
+from .report import write_atomic
 from .result import ArgumentResult, CheckResult
+from .streams import PURPOSE_DEFAULT_LABELS, PURPOSE_DY, harness_rng
 
 Array = np.ndarray
 
-# (order of the truncation error, ((offset s, weight c), ...)) with D = sum c (L(x+sh) - L(x-sh))/h.
+STEP_METHODS: Tuple[str, ...] = ("central", "five-point")
+# (order of the truncation error, ((offset s, weight c), ...)) with D = sum c (L(x+sh) - L(x-sh))/h,
+# from finite_diff's table: a weight w on D(s h) = (L(x+sh) - L(x-sh)) / 2sh is c = w / 2s.
 STENCILS: Dict[str, Tuple[int, Tuple[Tuple[float, float], ...]]] = {
-    "central": (2, ((1.0, 0.5),)),
-    "five-point": (4, ((1.0, 8.0 / 12.0), (2.0, -1.0 / 12.0))),
+    method: (
+        FD_STENCILS[method].order,
+        tuple(
+            (s, w / (2.0 * s))
+            for s, w in zip(FD_STENCILS[method].offsets, FD_STENCILS[method].weights)
+            if w != 0.0
+        ),
+    )
+    for method in STEP_METHODS
 }
-STEP_METHODS: Tuple[str, ...] = tuple(STENCILS)
 STEP_RANGE = (1e-14, 1e-1)
 STEPS_PER_DECADE = 4
 # Far enough right of the optimum that truncation dominates round-off by orders of magnitude,
 # small enough that the leading term of the expansion still describes a smooth layer.
 _REFERENCE_STEP = {"central": 1e-3, "five-point": 1e-2}
-# The same streams as gradcheck.check uses for dy and the labels, so the sweep studies the very
-# objective a check of this layer and seed differentiates.
-_PURPOSE_DY, _PURPOSE_TARGET = 1, 2
+# dy and the labels come from the streams gradcheck.check draws them from, so the sweep studies
+# the very objective a check of this layer and seed differentiates.
 _CHUNK = 256
 
 INSTALL_HINT = (
@@ -218,14 +228,15 @@ def _analytic(
     if is_loss_layer(layer):
         if target is None:
             n_classes = int(getattr(layer, "n_classes", None) or x.shape[-1])
-            target = harness_rng(seed, _PURPOSE_TARGET).integers(0, n_classes, size=x.shape[:-1])
+            rng = harness_rng(seed, PURPOSE_DEFAULT_LABELS)
+            target = rng.integers(0, n_classes, size=x.shape[:-1])
         layer.forward(x, target)
         grad = layer.backward()
         w = np.ones(())
     else:
         y = np.asarray(layer.forward(x))
         if dy is None:
-            dy = harness_rng(seed, _PURPOSE_DY).standard_normal(y.shape)
+            dy = harness_rng(seed, PURPOSE_DY).standard_normal(y.shape)
         grad = layer.backward(dy)
         w = np.asarray(dy, dtype=np.float64)
     if grad is None:
@@ -368,8 +379,6 @@ def draw_step_sweep(sweep: StepSweep, path: str, dpi: int = 120) -> None:
     """Write the sweep as a log-log PNG to ``path`` (atomically); needs matplotlib."""
     require_matplotlib()
     from matplotlib.figure import Figure
-
-    from .report import write_atomic
 
     # A bare Figure, not pyplot: no global state and no GUI backend, so this works headless.
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -516,8 +525,6 @@ def draw_error_picture(result: CheckResult, path: str, dpi: int = 110) -> None:
     from matplotlib.colors import SymLogNorm
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
-
-    from .report import write_atomic
 
     folded = [
         (arg, *fold_2d(np.asarray(arg.analytic) - np.asarray(arg.numeric), arg.name))

@@ -68,4 +68,5 @@ def scaled_examples(n: int) -> int:
     ignore the profile. Call it after :func:`load_profile`."""
     from hypothesis import settings
 
-    return max(1, round(n * settings.default.max_examples / CI_EXAMPLES))
+    # settings() inherits every value from the profile in force.
+    return max(1, round(n * settings().max_examples / CI_EXAMPLES))

@@ -18,6 +18,7 @@ results of the jobs that finished.
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from . import options as check_options
 from .check import check_layer
 from .functions import check_adapted
 from .isolation import Crash, Worker, can_fork
@@ -56,21 +58,78 @@ class Job:
         return f"{self.spec.name} {format_shape(self.shape)} seed {self.seed}"
 
 
-@dataclass
-class CheckOptions:
-    """Options passed through to :func:`gradcheck.check_layer` for every job."""
+#: The command line's ``--timeout``, in seconds; a reproduce command names any other.
+DEFAULT_TIMEOUT = 120.0
 
-    mode: str = "auto"
-    method: str = "central"
-    rtol: Optional[float] = None
-    atol: Optional[float] = None
-    directions: Optional[int] = None  # None: adaptive
-    budget: Optional[int] = None  # None: check_layer's default
-    allow_float32: bool = False
-    dtype: str = "float64"
+
+@dataclass(frozen=True)
+class RunOptions(check_options.CheckOptions):
+    """The options of every job: the check's (:class:`gradcheck.options.CheckOptions`, passed
+    to :func:`gradcheck.check_layer`; ``rtol`` and ``atol`` default to the variant's own), the
+    keyword arguments every layer is built with (``layer_options``, ``{"eps": 1e-3}``) and the
+    time limit of one job in seconds (``timeout``, ``None`` for none)."""
+
     layer_options: Dict[str, Any] = field(default_factory=dict)
     timeout: Optional[float] = None
-    escalate: bool = True
+
+
+# The command line builds its job options under this name (gradcheck/cli.py); an alias until it
+# says RunOptions.
+CheckOptions = RunOptions
+
+
+def glob_escape(name: str) -> str:
+    """``name`` as a shell pattern that matches only itself (for ``--only``)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def reproduce_command(
+    spec: LayerSpec,
+    shape: Sequence[int],
+    seed: int,
+    options: RunOptions,
+    *,
+    reseed_global_rng: bool = False,
+    function_words: Sequence[str] = (),
+) -> str:
+    """One ``gradcheck report`` command line that reruns exactly this check: the same layer,
+    shape, seed and options.
+
+    The layer is named as the report takes it: by ``function_words`` for a function pair or a
+    value-and-gradient function (``--pair MODULE:NAME --input x=4x5 ...``, which fix its shapes
+    too), else by ``--layer REF`` (with its ``--target``) for a reference and ``--only NAME`` for
+    a registered variant. Options at their defaults are left out, and so is a ``timeout`` of
+    ``None`` or :data:`DEFAULT_TIMEOUT`; ``eps`` comes from ``options.layer_options``.
+    """
+    words = ["gradcheck", "report"]
+    if function_words:
+        words += [*function_words, "--seed", str(seed)]
+    else:
+        if spec.is_reference:
+            words += ["--layer", spec.name]
+            if spec.target is not None:
+                words += ["--target", spec.target.text]
+        else:
+            words += ["--only", glob_escape(spec.name)]
+        words += ["--shape", format_shape(shape), "--seed", str(seed)]
+    if reseed_global_rng:
+        words.append("--reseed-global-rng")
+    words += ["--mode", options.mode, "--method", options.method]
+    if options.mode != "full" and options.directions is not None:
+        words += ["--directions", str(options.directions)]
+    if options.mode == "auto" and options.budget is not None:
+        words += ["--budget", str(options.budget)]
+    eps = options.layer_options.get("eps")
+    for flag, value in (("rtol", options.rtol), ("atol", options.atol), ("eps", eps)):
+        if value is not None:
+            words += [f"--{flag}", repr(value)]
+    if options.dtype != "float64":
+        words += ["--dtype", options.dtype, "--allow-float32"]
+    if not options.escalate:
+        words.append("--no-escalate")
+    if options.timeout is not None and options.timeout != DEFAULT_TIMEOUT:
+        words += ["--timeout", f"{options.timeout:g}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 class LayerTimeout(BaseException):
@@ -102,7 +161,7 @@ def time_limit(seconds: Optional[float]) -> Iterator[None]:
 
 def _error_result(
     job: Job,
-    options: CheckOptions,
+    options: RunOptions,
     code: str,
     message: str,
     elapsed: float,
@@ -154,7 +213,7 @@ def _shape_hint(job: Job) -> Optional[Finding]:
     )
 
 
-def run_job(job: Job, options: CheckOptions) -> CheckResult:
+def run_job(job: Job, options: RunOptions) -> CheckResult:
     """Build the layer, draw its input, check it; never raises for a misbehaving layer."""
     start = time.perf_counter()
     if job.shape[0] < job.spec.min_n:
@@ -180,20 +239,18 @@ def run_job(job: Job, options: CheckOptions) -> CheckResult:
                     exc,
                 )
             x, target = job.spec.draw(layer, job.shape, job.seed)
+            check = replace(
+                options,
+                rtol=job.spec.rtol if options.rtol is None else options.rtol,
+                atol=job.spec.atol if options.atol is None else options.atol,
+            )
             result = check_adapted(
                 layer,
                 x.astype(np.dtype(options.dtype)),
                 target=target,
                 reseed_global_rng=job.reseed_global_rng,
                 seed=job.seed,
-                rtol=job.spec.rtol if options.rtol is None else options.rtol,
-                atol=job.spec.atol if options.atol is None else options.atol,
-                mode=options.mode,
-                method=options.method,
-                directions=options.directions,
-                budget=options.budget,
-                allow_float32=options.allow_float32,
-                escalate=options.escalate,
+                **check.check_keywords(),
             )
     except LayerTimeout:
         return _error_result(
@@ -235,7 +292,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 def run_jobs(
     jobs: Sequence[Job],
-    options: CheckOptions,
+    options: RunOptions,
     progress: Optional[Callable[[int, int, Job], None]] = None,
     isolate: bool = False,
 ) -> List[CheckResult]:
@@ -298,7 +355,7 @@ def _warm_up() -> None:
 
 def _run_isolated(
     jobs: Sequence[Job],
-    options: CheckOptions,
+    options: RunOptions,
     progress: Optional[Callable[[int, int, Job], None]],
     results: List[CheckResult],
 ) -> None:

@@ -14,10 +14,9 @@ them:
 
 ``N`` is the first dimension of the input (``x``, or the first differentiated argument of a
 function). Targets are drawn from the harness's stream ``harness_rng(seed, PURPOSE_TARGET)``
-(``PURPOSE_TARGET = 1000``), so they are a function of the seed alone and never equal to the
-user's stream ``default_rng(seed)`` from which inputs are drawn. Several targets of one function
-are drawn one after another from that stream, in the signature's order. (1000, not a small number:
-``check_layer`` uses purposes 1 to 4 and ``10 + k`` for the directions of its ``k``-th argument.)
+(:data:`gradcheck.streams.PURPOSE_TARGET`), so they are a function of the seed alone and never
+equal to the user's stream ``default_rng(seed)`` from which inputs are drawn. Several targets of
+one function are drawn one after another from that stream, in the signature's order.
 """
 
 from __future__ import annotations
@@ -27,10 +26,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .finite_diff import harness_rng
 from .literals import parse_shape
+from .streams import PURPOSE_TARGET, harness_rng
 
-PURPOSE_TARGET = 1000
 TARGET_KINDS: Tuple[str, ...] = ("labels", "onehot", "normal")
 TARGET_FORMS = "labels:C, onehot:C, normal:SHAPE (N for the batch size, e.g. normal:Nx1) or normal"
 

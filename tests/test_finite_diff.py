@@ -7,6 +7,8 @@ import pytest
 
 from gradcheck.finite_diff import (
     METHODS,
+    STENCILS,
+    _combine,
     base_step,
     directional_derivatives,
     harness_rng,
@@ -116,3 +118,25 @@ def test_harness_rng_streams_are_independent_by_purpose_and_seed():
     c = harness_rng(2, 1).standard_normal(4)
     assert not np.allclose(a, b) and not np.allclose(a, c)
     assert not np.allclose(a, np.random.default_rng(1).standard_normal(4))
+
+
+def test_stencil_table_weights_are_the_estimators():
+    """STENCILS states each method's weights on D(s h); they must be what the estimate uses."""
+    rng = np.random.default_rng(4)
+    for method in ("central", "five-point"):
+        stencil = STENCILS[method]
+        d = [rng.standard_normal(3) for _ in stencil.offsets]
+        value, _, _, weights = _combine(method, d)
+        assert tuple(weights) == stencil.weights
+        np.testing.assert_allclose(value, sum(w * dk for w, dk in zip(stencil.weights, d)))
+        # The weights reproduce a polynomial of the stencil's order exactly, and no higher.
+        h = 0.1
+        for power in range(1, stencil.order + 2):
+            # D(s h) of L(t) = t^power at 0: (s h)^(power - 1) for odd power, 0 for even.
+            d_poly = [(s * h) ** (power - 1) if power % 2 else 0.0 for s in stencil.offsets]
+            exact = 1.0 if power == 1 else 0.0
+            got = sum(w * dk for w, dk in zip(stencil.weights, d_poly))
+            if power <= stencil.order:
+                assert abs(got - exact) < 1e-12
+            else:
+                assert abs(got - exact) > 1e-12

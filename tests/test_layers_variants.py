@@ -15,7 +15,7 @@ from _oracle import assert_no_mutation, assert_stack_matches_loop, rel_error
 
 from gradcheck import check_layer
 from gradcheck.registry import get_layer_spec
-from gradcheck.runner import CheckOptions, Job, run_job
+from gradcheck.runner import Job, RunOptions, run_job
 from layers import Standardize, ZCAWhitening, zca_backward
 from layers.cholesky_whitening import CholeskyWhitening
 from layers.group_whitening import GroupWhitening, merge_groups, split_groups
@@ -86,7 +86,7 @@ def test_registered_variant_passes_at_its_registered_shapes(name):
     assert spec.source == "layers.variants"
     for shape in spec.shapes:
         for seed in (0, 1):
-            result = run_job(Job(spec, shape, seed), CheckOptions())
+            result = run_job(Job(spec, shape, seed), RunOptions())
             assert result.status == "pass", result.explain()
 
 

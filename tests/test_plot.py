@@ -19,6 +19,7 @@ from gradcheck.compare import FAIL_MARGIN
 from gradcheck.finite_diff import base_step
 from gradcheck.plot import (
     INSTALL_HINT,
+    STENCILS,
     MatplotlibMissing,
     PlotError,
     allowed_difference,
@@ -327,3 +328,12 @@ def test_report_plots_without_matplotlib_exits_2_with_the_hint(tmp_path):
     assert "pip install matplotlib" in proc.stderr
     assert "pip install 'gradcheck-dbn[plot]'" in proc.stderr
     assert not (tmp_path / "p").exists() and not (tmp_path / "r.txt").exists()
+
+
+def test_step_study_stencils_come_from_the_estimators_table():
+    # The textbook stencils, (L(x+h) - L(x-h)) / 2h and (8 (L(x+h) - L(x-h)) - (L(x+2h) -
+    # L(x-2h))) / 12h, derived bitwise from gradcheck.finite_diff.STENCILS.
+    assert STENCILS == {
+        "central": (2, ((1.0, 0.5),)),
+        "five-point": (4, ((1.0, 8.0 / 12.0), (2.0, -1.0 / 12.0))),
+    }

@@ -21,10 +21,18 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
+from gradcheck.cli import build_parser
 from gradcheck.isolation import Crash, Worker, can_fork, describe_status, signal_label
-from gradcheck.registry import LayerSpec, get_layer_spec
+from gradcheck.registry import LayerSpec, get_layer_spec, spec_from_reference
 from gradcheck.result import CheckResult
-from gradcheck.runner import CheckOptions, Job, RunInterrupted, run_jobs
+from gradcheck.runner import (
+    CheckOptions,
+    Job,
+    RunInterrupted,
+    RunOptions,
+    reproduce_command,
+    run_jobs,
+)
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="isolation needs fork (POSIX)")
 
@@ -94,7 +102,7 @@ def test_isolated_results_equal_in_process_results():
     specs = [get_layer_spec(n) for n in ("tanh", "dense", "dbn", "softmax-ce", "zca-eigh")]
     specs.append(spec("wrong-sine", WrongSine))
     jobs = [Job(s, shape, seed) for s in specs for shape in s.shapes for seed in (0, 1)]
-    options = CheckOptions()
+    options = RunOptions()
     inline = run_jobs(jobs, options)
     isolated = run_jobs(jobs, options, isolate=True)
     assert [plain(r) for r in isolated] == [plain(r) for r in inline]
@@ -111,7 +119,7 @@ def test_a_crashing_worker_is_one_row_and_the_next_job_still_runs():
         spec("swallows", SwallowsEverything),
     ]
     jobs = [job(good)] + [j for s in bad for j in (job(s), job(good, seed=1))]
-    results = run_jobs(jobs, CheckOptions(timeout=1.0), isolate=True)
+    results = run_jobs(jobs, RunOptions(timeout=1.0), isolate=True)
     rows: Dict[str, CheckResult] = {r.layer: r for r in results if r.layer != "sine"}
     assert [r.status for r in results if r.layer == "sine"] == ["pass"] * 5
     assert finding_codes(rows["exits"]) == ["worker-exited"]
@@ -129,7 +137,7 @@ def test_a_crashing_worker_is_one_row_and_the_next_job_still_runs():
 
 def test_the_same_layers_in_process_raise_no_worker_codes():
     # The in-process path stays what it was: a correct layer passes, a wrong one fails.
-    results = run_jobs([job(spec("sine", Sine)), job(spec("wrong", WrongSine))], CheckOptions())
+    results = run_jobs([job(spec("sine", Sine)), job(spec("wrong", WrongSine))], RunOptions())
     assert [r.status for r in results] == ["pass", "fail"]
 
 
@@ -179,7 +187,7 @@ def test_interrupting_an_isolated_run_keeps_finished_results_and_kills_the_worke
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
         with pytest.raises(RunInterrupted) as stop:
-            run_jobs(jobs, CheckOptions(), progress, isolate=True)
+            run_jobs(jobs, RunOptions(), progress, isolate=True)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -196,7 +204,7 @@ def test_interrupting_an_in_process_run_keeps_finished_results():
 
     jobs = [job(spec("sine", Sine)), job(spec("ctrl-c", Interrupts)), job(spec("sine", Sine))]
     with pytest.raises(RunInterrupted) as stop:
-        run_jobs(jobs, CheckOptions())
+        run_jobs(jobs, RunOptions())
     assert [r.status for r in stop.value.results] == ["pass"] and stop.value.total == 3
 
 
@@ -210,3 +218,79 @@ def test_statuses_and_signals_are_named():
     crash = describe_status(status)
     assert crash.code == "worker-exited" and "status 5" in crash.message
     assert pickle.loads(pickle.dumps(crash)) == crash
+
+
+# -- the reproduce command ----------------------------------------------------------------------
+
+# (report options, what the command says after the seed): the command line's rules, as its own
+# reproduce_command wrote them before it called this one.
+REPORT_ARGS = [
+    ([], "--mode auto --method central"),
+    (
+        ["--mode", "full", "--method", "five-point", "--directions", "4", "--budget", "9"],
+        "--mode full --method five-point",
+    ),
+    (
+        ["--mode", "directional", "--directions", "4", "--budget", "9", "--rtol", "1e-06"],
+        "--mode directional --method central --directions 4 --rtol 1e-06",
+    ),
+    (
+        ["--budget", "0", "--atol", "1e-09", "--eps", "0.001", "--no-escalate"],
+        "--mode auto --method central --budget 0 --atol 1e-09 --eps 0.001 --no-escalate",
+    ),
+    (
+        ["--dtype", "float32", "--allow-float32", "--timeout", "2.5", "--reseed-global-rng"],
+        "--reseed-global-rng --mode auto --method central --dtype float32 --allow-float32 "
+        "--timeout 2.5",
+    ),
+]
+NAMES = [
+    ("zca-eigh", "--only zca-eigh"),
+    ("odd*name[1]", "--only 'odd[*]name[[]1]'"),
+    ("layers.dense:Dense(5, 3)", "--layer 'layers.dense:Dense(5, 3)'"),
+]
+
+
+def _cli_options(args: Any) -> RunOptions:
+    """The job options as the command line builds them (gradcheck/cli.py's cmd_report), under
+    the name it uses."""
+    return CheckOptions(
+        mode=args.mode,
+        method=args.method,
+        rtol=args.rtol,
+        atol=args.atol,
+        directions=args.directions,
+        budget=args.budget,
+        allow_float32=args.allow_float32,
+        dtype=args.dtype,
+        layer_options={"eps": args.eps},
+        timeout=args.timeout,
+        escalate=args.escalate,
+    )
+
+
+@pytest.mark.parametrize("extra, said", REPORT_ARGS)
+@pytest.mark.parametrize("name, named", NAMES)
+def test_the_reproduce_command_follows_the_command_lines_rules(name, named, extra, said):
+    args = build_parser().parse_args(["report", *extra])
+    if ":" in name:
+        layer_spec = spec_from_reference(name, "--layer", None, None)
+    else:
+        layer_spec = LayerSpec(name=name, factory=lambda: None)
+    words = reproduce_command(
+        layer_spec, (8, 3), 1, _cli_options(args), reseed_global_rng=args.reseed_global_rng
+    )
+    assert words == f"gradcheck report {named} --shape 8x3 --seed 1 {said}"
+
+
+def test_the_reproduce_command_of_a_function_names_it_by_its_words():
+    args = build_parser().parse_args(["report", "--mode", "full"])
+    layer_spec = LayerSpec(name="affine", factory=lambda: None, prepare=lambda *a: a)
+    function_words = ["--pair", "course_layers:affine", "--input", "x=4x5"]
+    words = reproduce_command(
+        layer_spec, (4, 5), 3, _cli_options(args), function_words=function_words
+    )
+    assert words == (
+        "gradcheck report --pair course_layers:affine --input x=4x5 --seed 3 --mode full "
+        "--method central"
+    )

@@ -18,8 +18,9 @@ from layers.paper import AuthorsSVDWhitening, PaperDBNWhitening
 from layers.whitening import ZCAWhitening
 
 from ..compare import relative_error
-from ..finite_diff import harness_rng, partial_derivatives
+from ..finite_diff import partial_derivatives
 from ..spectra import exact_spectrum_batch
+from ..streams import PURPOSE_DY, harness_rng
 from .cases import EPS, sigma_spectrum
 
 Array = np.ndarray
@@ -31,10 +32,6 @@ GAP_ROUTES: Tuple[Tuple[str, str], ...] = (
     ("authors-svd", "(b) authors' Lua code: SVD, eps on singular values, K guarded by 1e-45"),
     ("zca-dk", "(c) project ZCAWhitening, Daleckii-Krein"),
 )
-
-# check_layer draws its upstream gradient from harness_rng(seed, 1); the gap study uses the same
-# stream so that its dy is the one a check with that seed would use.
-_PURPOSE_DY = 1
 
 
 @dataclass
@@ -87,7 +84,8 @@ def gap_study(
         uncertainty, computed_gap = 0.0, math.inf
         for r in range(repeats):
             x = gap_batch(gap, seed + r)
-            dy = harness_rng(seed + r, _PURPOSE_DY).standard_normal(x.shape)
+            # check_layer's dy stream: the dy a check with this seed would use.
+            dy = harness_rng(seed + r, PURPOSE_DY).standard_normal(x.shape)
             reference = ZCAWhitening(eps=eps)
             est = partial_derivatives(reference.forward, x, dy, method="richardson")
             uncertainty = max(
