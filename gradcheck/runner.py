@@ -73,11 +73,6 @@ class RunOptions(check_options.CheckOptions):
     timeout: Optional[float] = None
 
 
-# The command line builds its job options under this name (gradcheck/cli.py); an alias until it
-# says RunOptions.
-CheckOptions = RunOptions
-
-
 def glob_escape(name: str) -> str:
     """``name`` as a shell pattern that matches only itself (for ``--only``)."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)

@@ -26,7 +26,6 @@ from gradcheck.isolation import Crash, Worker, can_fork, describe_status, signal
 from gradcheck.registry import LayerSpec, get_layer_spec, spec_from_reference
 from gradcheck.result import CheckResult
 from gradcheck.runner import (
-    CheckOptions,
     Job,
     RunInterrupted,
     RunOptions,
@@ -254,7 +253,7 @@ NAMES = [
 def _cli_options(args: Any) -> RunOptions:
     """The job options as the command line builds them (gradcheck/cli.py's cmd_report), under
     the name it uses."""
-    return CheckOptions(
+    return RunOptions(
         mode=args.mode,
         method=args.method,
         rtol=args.rtol,

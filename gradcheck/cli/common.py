@@ -19,7 +19,6 @@ from ..argtypes import UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
-DEFAULT_TIMEOUT = 120.0
 
 
 class Parser(argparse.ArgumentParser):

@@ -20,7 +20,8 @@ from .. import plot
 from ..argtypes import UsageError, parse_entry, parse_seed, parse_shape, positive_float
 from ..literals import format_shape
 from ..registry import LayerSpec, get_layer_spec
-from .common import DEFAULT_TIMEOUT, EXIT_FAIL, EXIT_OK, EXIT_USAGE, Parser, check_output_path
+from ..runner import DEFAULT_TIMEOUT
+from .common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Parser, check_output_path
 from .selection import reference_spec
 
 PLOT_EXAMPLES = """\

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import sys
 import time
 from typing import IO, Any, List, Sequence
@@ -42,17 +41,17 @@ from ..literals import format_shape
 from ..progress import Progress
 from ..registry import LayerSpec, entry_point_errors
 from ..report import FORMATS, Report, render, write_atomic
-from ..runner import CheckOptions, Job, RunInterrupted, run_jobs
+from ..runner import DEFAULT_TIMEOUT, Job, RunInterrupted, RunOptions, run_jobs
+from ..runner import reproduce_command as runner_reproduce_command
 from ..targets import TARGET_FORMS
 from .common import (
-    DEFAULT_TIMEOUT,
     EXIT_FAIL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     check_output_path,
     wrap,
 )
-from .selection import glob_escape, select_specs, uses_catalogue
+from .selection import select_specs, uses_catalogue
 
 DEFAULT_SEEDS = (0, 1)
 # None: adaptive (batches of 8, 8, 16, 32 until a single wrong entry of 1e-6 is resolved).
@@ -316,42 +315,26 @@ def _function_words(args: argparse.Namespace) -> List[str]:
 
 
 def reproduce_command(
-    spec: LayerSpec, shape: Sequence[int], seed: int, args: argparse.Namespace
+    spec: LayerSpec,
+    shape: Sequence[int],
+    seed: int,
+    args: argparse.Namespace,
+    options: RunOptions,
 ) -> str:
-    """One command line that reruns exactly this check: same layer, shape, seed and options."""
-    words = ["gradcheck", "report"]
-    if spec.prepare is not None:
-        words += _function_words(args)
-        words += ["--seed", str(seed)]
-    else:
-        if spec.is_reference:
-            words += ["--layer", spec.name]
-            if spec.target is not None:
-                words += ["--target", spec.target.text]
-        else:
-            words += ["--only", glob_escape(spec.name)]
-        words += ["--shape", format_shape(shape), "--seed", str(seed)]
-    if getattr(args, "reseed_global_rng", False):
-        words.append("--reseed-global-rng")
-    words += ["--mode", args.mode, "--method", args.method]
-    if args.mode != "full" and args.directions != DEFAULT_DIRECTIONS:
-        words += ["--directions", str(args.directions)]
-    if args.mode == "auto" and getattr(args, "budget", None) is not None:
-        words += ["--budget", str(args.budget)]
-    for flag in ("rtol", "atol", "eps"):
-        value = getattr(args, flag)
-        if value is not None:
-            words += [f"--{flag}", repr(value)]
-    if args.dtype != "float64":
-        words += ["--dtype", args.dtype, "--allow-float32"]
-    if not args.escalate:
-        words.append("--no-escalate")
-    if args.timeout != DEFAULT_TIMEOUT:
-        words += ["--timeout", f"{args.timeout:g}"]
-    return " ".join(shlex.quote(w) for w in words)
+    """One command line that reruns exactly this check (see :func:`runner.reproduce_command`)."""
+    return runner_reproduce_command(
+        spec,
+        shape,
+        seed,
+        options,
+        reseed_global_rng=getattr(args, "reseed_global_rng", False),
+        function_words=_function_words(args) if spec.prepare is not None else (),
+    )
 
 
-def plan_jobs(specs: Sequence[LayerSpec], args: argparse.Namespace) -> List[Job]:
+def plan_jobs(
+    specs: Sequence[LayerSpec], args: argparse.Namespace, options: RunOptions
+) -> List[Job]:
     """One job per spec, shape and seed; a function is checked at its ``--input`` shapes."""
     seeds = args.seed or list(DEFAULT_SEEDS)
     reseed = getattr(args, "reseed_global_rng", False)
@@ -360,7 +343,7 @@ def plan_jobs(specs: Sequence[LayerSpec], args: argparse.Namespace) -> List[Job]
         shapes = list(spec.shapes) if spec.prepare is not None else args.shape or list(spec.shapes)
         for shape in shapes:
             for seed in seeds:
-                command = reproduce_command(spec, shape, seed, args)
+                command = reproduce_command(spec, shape, seed, args, options)
                 jobs.append(Job(spec, tuple(shape), seed, command, seed if reseed else None))
     return jobs
 
@@ -385,8 +368,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (plot.MatplotlibMissing, ValueError) as exc:
             raise UsageError(str(exc)) from exc
     specs = select_specs(args)
-    jobs = plan_jobs(specs, args)
-    options = CheckOptions(
+    options = RunOptions(
         mode=args.mode,
         method=args.method,
         rtol=args.rtol,
@@ -399,6 +381,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         escalate=args.escalate,
     )
+    jobs = plan_jobs(specs, args, options)
     notes = []
     if args.dtype == "float32":
         rtol = default_rtol(np.dtype(np.float32)) if args.rtol is None else args.rtol

@@ -24,20 +24,14 @@ from ..functions import FunctionCase, plan_named, signature_text
 from ..isolation import Crash, Worker, can_fork
 from ..objective import is_loss_layer
 from ..registry import LayerSpec, import_attribute, registered_layers, spec_from_reference
-from ..runner import LayerTimeout, time_limit
+from ..runner import DEFAULT_TIMEOUT, LayerTimeout, time_limit
 from ..targets import TargetSpec
-from .common import DEFAULT_TIMEOUT
 
 _PROBE_TIMEOUT = 5.0
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def glob_escape(name: str) -> str:
-    """``name`` as a shell pattern that matches only itself."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def reference_spec(
