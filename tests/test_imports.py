@@ -1,5 +1,5 @@
-"""The import graph of ``gradcheck/`` and ``layers/``: no cycle, and the harness does not import
-the layer zoo.
+"""The import graph of ``gradcheck/`` and ``layers/``: no cycle, imports only down the tiers that
+``docs/architecture.md`` gives every module, and the harness does not import the layer zoo.
 
 The graph is read from the source with :mod:`ast`, without importing anything: every
 ``import`` and ``from ... import`` at module level, inside functions and under
@@ -19,9 +19,7 @@ import ast
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
-
-import pytest
+from typing import Dict, List, Optional, Sequence, Set
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gradcheck", "layers")
@@ -37,9 +35,6 @@ ALLOWED_LAYERS_IMPORTS: Dict[str, Optional[Set[str]]] = {
     "gradcheck.paper": {"layers", "layers.paper", "layers.whitening"},
 }
 
-#: Imports that break the rules today and are being removed in other people's work; each has its
-#: own xfail test below, which starts passing when the import is gone. ``(source, target)``.
-PENDING: Dict[Tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -284,39 +279,72 @@ def test_the_reader_counts_the_package_an_outside_import_runs(tmp_path):
 # -- the project --------------------------------------------------------------------------------
 
 
-def _without_pending(edges: Sequence[Import]) -> List[Import]:
-    return [e for e in edges if (e.source, e.target) not in PENDING]
-
-
-def test_no_import_cycle_apart_from_the_pending_ones():
-    """Any new cycle fails here, at module level or through an import inside a function."""
-    assert cycles(_without_pending(EDGES)) == [], describe_cycles(_without_pending(EDGES))
-
-
 def test_the_harness_imports_layers_only_where_allowed():
     """Only the front ends and the paper study (the paper's layers) import ``layers``; the
     rest of ``gradcheck`` works on any layer it is given (the CLI hands the mutation score its
     mutants)."""
-    found = [e.where() for e in layers_imports(_without_pending(EDGES))]
+    found = [e.where() for e in layers_imports(EDGES)]
     assert found == [], "\n".join(found)
-
-
-@pytest.mark.parametrize(
-    "edge",
-    [
-        pytest.param(edge, marks=pytest.mark.xfail(strict=False, reason=f"pending: {why}"))
-        for edge, why in PENDING.items()
-    ],
-    ids=[f"{s}->{t}" for s, t in PENDING],
-)
-def test_pending_import_is_gone(edge):
-    """Passes once the import is removed; then delete its line from PENDING."""
-    still = [e.where() for e in EDGES if (e.source, e.target) == edge]
-    assert still == [], "\n".join(still)
 
 
 def test_no_import_cycle_at_all():
     assert cycles(EDGES) == [], describe_cycles(EDGES)
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def tiers(page: Path = ARCHITECTURE) -> Dict[str, int]:
+    """Module -> tier, from the table of ``docs/architecture.md`` (``| `PATH` | TIER | JOB |``)."""
+    found = {}
+    for line in page.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[1].isdigit():
+            path = Path(cells[0].strip("`"))
+            parts = list(path.with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = int(cells[1])
+    return found
+
+
+def test_every_module_of_the_harness_has_a_tier_and_a_job():
+    listed = tiers()
+    modules = {m for m in discover() if m.split(".")[0] == "gradcheck"}
+    assert sorted(modules - set(listed)) == [], "add these to docs/architecture.md"
+    assert sorted(set(listed) - modules) == [], "docs/architecture.md lists modules that are gone"
+
+
+def upward_imports(edges: Sequence[Import], tier: Dict[str, int]) -> List[str]:
+    return [
+        f"{e.where()}: tier {tier[e.source]} -> tier {tier[e.target]}"
+        for e in edges
+        if e.source in tier and e.target in tier and tier[e.target] > tier[e.source]
+    ]
+
+
+def test_imports_go_down_the_tiers_only():
+    """A module imports only from its own tier or the tiers below (docs/architecture.md)."""
+    upward = upward_imports(EDGES, tiers())
+    assert upward == [], "\n".join(upward)
+
+
+def test_an_import_up_the_tiers_is_caught(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "low.py").write_text("def f():\n    from app import high\n")
+    (tmp_path / "app" / "high.py").write_text("from app import low\n")
+    page = tmp_path / "architecture.md"
+    page.write_text("| `app/low.py` | 0 | low |\n| `app/high.py` | 1 | high |\n")
+    found = upward_imports(imports(tmp_path, ("app",)), tiers(page))
+    assert found == ["app/low.py:2 app.low -> app.high, inside a function: tier 0 -> tier 1"]
+
+
+def test_the_tier_rule_is_not_vacuous():
+    """The table's reader finds the rows it must: a tier-0 estimator, a tier-4 front end."""
+    tier = tiers()
+    assert tier["gradcheck.finite_diff"] == 0 and tier["gradcheck.cli.report"] == 4
+    assert tier["gradcheck"] == 2
 
 
 def _report() -> str:
