@@ -276,8 +276,14 @@ def _kink_weights(offsets: Sequence[float]) -> Array:
     return np.linalg.solve(m.T, np.eye(len(offsets))[0])
 
 
-def _pooled_noise(spread: Array, h: Array) -> Array:
-    """Round-off noise of every estimate, pooled over all directions of one call.
+#: Directions whose moved outputs differ in size by less than this factor share a noise pool.
+_NOISE_BAND = 16.0
+#: A pool needs this many directions for its 90th percentile to mean anything.
+_NOISE_POOL_MIN = 8
+
+
+def _pooled_noise(spread: Array, h: Array, size: Optional[Array] = None) -> Array:
+    """Round-off noise of every estimate, pooled over the directions of one call.
 
     Rounding errors of the forward pass (amplified by its conditioning, for example an
     ill-conditioned covariance) make ``L(x +- h v)`` noisy by some ``sigma`` that is about the same
@@ -287,15 +293,46 @@ def _pooled_noise(spread: Array, h: Array) -> Array:
     Where truncation rather than noise dominates, this only makes the estimate conservative.
     Directions without a finite spread (no finite stencil) are left out of the pool: one of them
     would otherwise make every other direction's error NaN.
+
+    ``size`` (per direction, e.g. ``eps`` times the size of the outputs it moves): rounding is
+    relative, so directions that move outputs of very different sizes (a column of the output
+    scaled by 1e-6 beside one scaled by 1e6) are not noisy alike, and one pool would give the
+    small ones the noise of the large ones, an error estimate larger than their gradient, in
+    which a wrong entry passes. With ``size``, directions are pooled in bands a factor
+    ``_NOISE_BAND`` wide; each direction gets the larger of its band's noise and every band's
+    noise relative to its size applied to its own size, and never more than the single pool
+    gives. A band of fewer than ``_NOISE_POOL_MIN`` directions is too small to pool alone: its
+    directions get the doubled largest draw in it (never below the relative terms).
     """
     if spread.size == 0:
         return spread
     scaled = spread * h
-    finite = scaled[np.isfinite(scaled)]
+    ok = np.isfinite(scaled)
+    finite = scaled[ok]
     if finite.size == 0:
         return np.zeros_like(spread)
-    sigma = 2.0 * float(np.quantile(finite, 0.9))
-    return sigma / h
+    sigma_all = 2.0 * float(np.quantile(finite, 0.9))
+    if size is None:
+        return sigma_all / h
+    size = np.asarray(size, dtype=np.float64)
+    usable = ok & np.isfinite(size) & (size > 0)
+    if not usable.any():
+        return sigma_all / h
+    with np.errstate(divide="ignore"):
+        band = np.floor(np.log(np.where(usable, size, 1.0)) / np.log(_NOISE_BAND))
+    own = np.full(spread.shape, sigma_all)
+    relative = 0.0
+    for b in np.unique(band[usable]):
+        members = usable & (band == b)
+        draws = scaled[members]
+        if members.sum() >= _NOISE_POOL_MIN:
+            sigma_b = 2.0 * float(np.quantile(draws, 0.9))
+            relative = max(relative, sigma_b / float(np.min(size[members])))
+        else:
+            sigma_b = 2.0 * float(np.max(draws))
+        own[members] = sigma_b
+    sigma = np.where(usable, np.maximum(own, relative * np.where(usable, size, 0.0)), sigma_all)
+    return np.minimum(sigma, sigma_all) / h
 
 
 @dataclass
@@ -316,6 +353,7 @@ class _Raw:
     swallowed: Array  # some output moved at the probe step but at no stencil point
     steady: Array  # the kink term is the same from the coarser offsets: a jump, not curvature
     frozen: Array  # no output moved at any stencil point (bitwise)
+    roundoff: Array  # the round-off floor alone (rounding of the outputs moved), in the error
 
     @classmethod
     def empty(cls, n: int, h_small: Array) -> _Raw:
@@ -336,6 +374,7 @@ class _Raw:
             swallowed=no(),
             steady=no(),
             frozen=no(),
+            roundoff=zeros(),
         )
 
 
@@ -352,6 +391,7 @@ _RAW_FIELDS = (
     "h_small",
     "steady",
     "frozen",
+    "roundoff",
 )
 
 
@@ -492,6 +532,7 @@ def _evaluate(
                 raw.steady[pos] = np.abs(kink_coarse - raw.kink[pos]) <= 0.1 * raw.kink[pos]
             raw.value[pos] = val
             raw.error[pos] = trunc + roundoff
+            raw.roundoff[pos] = roundoff
             raw.finest[pos] = np.abs(d[int(np.argmin(offsets))])
             if n_off >= 3:
                 ordered = [dk for _, dk in sorted(zip(offsets, d), key=lambda pair: pair[0])]
@@ -784,7 +825,8 @@ def directional_derivatives(
 
     with np.errstate(invalid="ignore", over="ignore"):
         error = raw.error.copy()
-        noise = _pooled_noise(raw.spread, raw.h_small)
+        size = raw.roundoff * raw.h_small
+        noise = _pooled_noise(raw.spread, raw.h_small, size)
         noise = np.where(np.isfinite(noise), noise, 0.0)
         error += noise
         # The kink term is noise itself (a second difference) wherever L is smooth; it counts
@@ -796,7 +838,7 @@ def directional_derivatives(
         # at 0 touches every Gaussian direction), and hides the small ones: so a kink term that
         # is steady across the offsets (a slope jump, not curvature, which grows with the step)
         # counts wherever it stands above the forward's own noise through the fit's weights.
-        kink_noise = _pooled_noise(raw.kink, raw.h_small)
+        kink_noise = _pooled_noise(raw.kink, raw.h_small, size)
         counts = (
             (raw.kink > 4.0 * (noise + raw.kink_floor + kink_noise))
             | (raw.kink > 1e-3 * np.abs(raw.value))

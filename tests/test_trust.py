@@ -193,6 +193,42 @@ def test_one_large_column_does_not_hide_errors_in_the_others(wrong, mode):
     assert check_layer(ColumnScale(), x, mode=mode).status == "pass"
 
 
+class ScaledSine:
+    """``y = sin(x) * s`` with column scales ``s`` from 1e-6 to 1e6; the backward's column 0
+    (gradient entries about 5e-7) is scaled by ``1 + wrong``."""
+
+    SCALES = 10.0 ** np.linspace(-6, 6, 8)
+
+    def __init__(self, wrong: float = 0.0) -> None:
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return np.sin(x) * self.SCALES
+
+    def backward(self, dy):
+        g = dy * np.cos(self.x) * self.SCALES
+        g[:, 0] *= 1.0 + self.wrong
+        return g
+
+
+@pytest.mark.parametrize("wrong", [-1.0, -2.0])
+@pytest.mark.parametrize("mode", ["auto", "full"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_noise_of_large_outputs_is_not_lent_to_small_ones(wrong, mode, seed):
+    """Found by an adversarial helper: a zeroed (or sign-flipped) column of small gradients
+    passed, because the pooled round-off noise of the 1e6 column (error estimates of 1.1e-6)
+    was given to entries of 5e-7. Noise is now pooled among directions that move outputs of
+    the same size."""
+    x = np.random.default_rng(0).standard_normal((16, 8))
+    result = check_layer(ScaledSine(wrong), x, mode=mode, seed=seed)
+    assert result.status == "fail", result.explain()
+    right = check_layer(ScaledSine(), x, mode=mode, seed=seed)
+    assert right.status == "pass", right.explain()
+    if mode == "full":
+        assert np.max(right.input.error_estimate[:, 0]) < 1e-10
+
+
 # -- 4. tiny inputs --------------------------------------------------------------------------
 
 
