@@ -18,13 +18,20 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
-from .compare import default_rtol
-from .finite_diff import typical_scale
+from .compare import compare, default_rtol
+from .finite_diff import base_step, directional_derivatives, typical_scale
 from .objective import LayerObjective, is_loss_layer, layer_name, layer_params
 from .options import CheckOptions
 from .result import Finding
 from .spectra import spectrum_summary
-from .streams import PURPOSE_BATCH_PROBE, PURPOSE_DY, PURPOSE_DY2, PURPOSE_STALE_CACHE, harness_rng
+from .streams import (
+    PURPOSE_BATCH_PROBE,
+    PURPOSE_DY,
+    PURPOSE_DY2,
+    PURPOSE_FRESH_CACHE,
+    PURPOSE_STALE_CACHE,
+    harness_rng,
+)
 
 Array = np.ndarray
 
@@ -449,6 +456,8 @@ class LayerCalls:
         y_differs = not np.allclose(y2, self.y, rtol=1e-12, atol=0.0)
         g_differs = [key for key in grads if not _same(g2[key], grads[key])]
         if not (y_differs or g_differs):
+            if self.nearby_output is not None and not self.is_loss:
+                self.check_fresh_cache(grads, *self.nearby_output)
             return
         self.nearby_output = None
         if probed:
@@ -504,6 +513,68 @@ class LayerCalls:
                     f"{', '.join(map(repr, stale))})",
                 )
             )
+
+    def check_fresh_cache(self, grads: Dict[str, Array], other: Array, y_other: Array) -> None:
+        """A backward right after ``forward(x')`` must be the gradient at ``x'``, not at ``x``.
+
+        The stale-cache check ends on ``forward(x)``, so a layer that caches only its very first
+        forward (``if self.cache is None``) passes it, and the estimate, run at ``x`` too. Where
+        ``backward`` after ``forward(x')`` returns exactly the gradients at ``x`` (which a layer
+        whose gradient does not depend on ``x`` does rightly), the input gradient at ``x'`` is
+        estimated along one Gaussian direction (five-point, 6 forwards) and compared; the layer
+        is then left at ``x`` again (two forwards and a backward in all, when nothing is wrong).
+        """
+        self.forward(other, "forward (fresh-cache check, on the nearby input x')")
+        after = self.gradients(self.dy, "backward (fresh-cache check, after forward(x'))")
+        identical = all(_same(after[key], grads[key]) for key in grads)
+        if identical and "x" in grads:
+            v = harness_rng(self.seed, PURPOSE_FRESH_CACHE).standard_normal((1, *other.shape))
+
+            def outputs(points: Array) -> Array:
+                return np.stack(
+                    [
+                        np.asarray(self.forward(p, "forward (fresh-cache check, near x')"), float)
+                        for p in points
+                    ]
+                )
+
+            vmax = float(np.max(np.abs(v)))
+            projection = np.array([float(np.sum(after["x"] * v[0]))])
+            estimates = []
+            for point in (np.asarray(self.x, dtype=np.float64), other):
+                step = base_step("five-point", np.zeros(1), typical=typical_scale(point)) / vmax
+                textbook = base_step("five-point", np.zeros(1)) / vmax
+                estimates.append(
+                    directional_derivatives(
+                        outputs,
+                        point,
+                        self.dy,
+                        lambda j: v[j],
+                        1,
+                        step,
+                        method="five-point",
+                        fallback_step=np.maximum(textbook, step),
+                    )
+                )
+            at_x, at_other = (
+                compare(projection, e.value, e.error, rtol=self.rtol).status for e in estimates
+            )
+            # Stale only where the same estimate agrees with backward at x and disagrees at
+            # x': an estimate that cannot follow this layer fails at both, and claims nothing.
+            if at_x == "pass" and at_other == "fail":
+                self.findings.append(
+                    Finding(
+                        "stale-cache",
+                        "fail",
+                        "backward after forward(x') returned exactly the gradient at x, and "
+                        "along a random direction the derivative at x' is "
+                        f"{estimates[1].value[0]:.6e} against {projection[0]:.6e} from backward "
+                        f"(at x: {estimates[0].value[0]:.6e}): backward uses a cache from an "
+                        "earlier forward (a cache set only once?)",
+                    )
+                )
+        # Back to x, where every later call (the linearity check's backward) expects the layer.
+        self.forward(call="forward (fresh-cache check, back on x)")
 
     def check_linear(self, grads: Dict[str, Array]) -> None:
         """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), and B(0) = 0.

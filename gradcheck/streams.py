@@ -37,6 +37,9 @@ PURPOSE_COMPLEX_TRIAL = 4
 PURPOSE_STALE_CACHE = 5
 #: The factors of the nearby inputs of the batch-support check (one or two inputs).
 PURPOSE_BATCH_PROBE = 6
+#: The one Gaussian direction along which the fresh-cache check estimates the gradient at the
+#: stale-cache check's ``x'``, of the input's shape.
+PURPOSE_FRESH_CACHE = 7
 #: The Gaussian directions of the directional screen: ``PURPOSE_DIRECTIONS + 0`` for the input
 #: ``x``, ``PURPOSE_DIRECTIONS + 1 + k`` for the ``k``-th parameter in sorted key order (so up to
 #: 989 parameters stay below :data:`PURPOSE_LOCALIZE`).

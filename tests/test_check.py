@@ -190,8 +190,11 @@ def test_stale_cache_from_an_input_list_is_caught():
         def backward(self, dy):
             return dy * (1 - np.tanh(self.inputs[0]) ** 2)
 
-    # With no earlier batch, the first stored input is x itself, so the gradient is right.
-    assert check_layer(Remembers(), x_of()).status == "pass"
+    # With no earlier batch, the first stored input is x itself: the gradient at x is right,
+    # but a backward right after forward(x') returns it again (the fresh-cache check). Once a
+    # silent pass: the layer is wrong on every batch after its first.
+    fresh = check_layer(Remembers(), x_of())
+    assert fresh.status == "fail" and "stale-cache" in findings(fresh)
     used = Remembers()
     used.forward(x_of(seed=9))  # a previous batch left behind
     assert check_layer(used, x_of()).status == "fail"

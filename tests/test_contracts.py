@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
+from layers.activations import ReLU
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = shutil.which("gradcheck", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -172,11 +173,11 @@ LAYERS = textwrap.dedent(
             return self.scale * dy / (self.x + self.shift)
 
     class ExitsInTheEstimate(Tanh):
-        # sys.exit() from its fifth forward on: the analytic phase makes three.
+        # sys.exit() from its seventh forward on: the analytic phase makes five.
         calls = 0
         def forward(self, x):
             self.calls += 1
-            if self.calls >= 5:
+            if self.calls >= 7:
                 sys.exit("forward gave up")
             return super().forward(x)
 
@@ -582,3 +583,51 @@ def test_cli_reports_a_float32_backward(cli_rows):
     row = cli_rows["Float32Backward"]
     assert row["status"] == "fail"
     assert row["reason"] == "backward-dtype: backward returned float32 for x; expected float64"
+
+
+# -- a cache set only once --------------------------------------------------------------------
+
+
+class _FirstCacheOnly:
+    """Found by an adversarial helper: the cache of the very first forward, never refreshed.
+    The check's own forward(x) is the first, so the gradient at x is right and the estimate
+    agreed; on every later batch the backward is wrong."""
+
+    def __init__(self):
+        self.cache = None
+
+    def forward(self, x):
+        if self.cache is None:
+            self.cache = x.copy()
+        return np.tanh(x) * x
+
+    def backward(self, dy):
+        x = self.cache
+        return dy * ((1 - np.tanh(x) ** 2) * x + np.tanh(x))
+
+
+class _Doubles:
+    """y = 2 x: a gradient that does not depend on x, so backward after forward(x') rightly
+    returns exactly the gradient at x."""
+
+    def forward(self, x):
+        return 2.0 * x
+
+    def backward(self, dy):
+        return 2.0 * dy
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_cache_set_only_once_is_a_stale_cache(seed, mode):
+    result = check_layer(_FirstCacheOnly(), x_of(seed=seed), seed=seed, mode=mode)
+    assert result.status == "fail", result.explain()
+    assert "at x' is" in message(result, "stale-cache")
+
+
+@pytest.mark.parametrize(
+    "layer", [_Doubles, lambda: L["Tanh"](), ReLU]
+)
+def test_a_gradient_that_does_not_change_with_x_is_not_a_stale_cache(layer):
+    result = check_layer(layer(), x_of())
+    assert result.status == "pass", result.explain()
