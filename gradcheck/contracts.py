@@ -146,6 +146,28 @@ def _spectrum_stats(layer: Any) -> Optional[Dict[str, float]]:
         return None
 
 
+#: The linearity check's scalings of dy, ``2^20`` and ``2^-20``: far outside the size of any
+#: draw, exact in floating point.
+HOMOGENEITY_FACTOR = 2.0**20
+
+
+def _scales_exactly(factor: float, *arrays: Array) -> bool:
+    """Whether every entry of ``arrays`` times ``factor`` stays a normal float, far from overflow
+    and from the subnormals (where a scaling loses bits): only then is ``B(c dy) = c B(dy)``
+    a fair test."""
+    info = np.finfo(np.float64)
+    for a in arrays:
+        mag = np.abs(np.asarray(a, dtype=np.float64))
+        nonzero = mag[mag > 0]
+        if not nonzero.size:
+            continue
+        if float(np.max(nonzero)) * factor > info.max / 2.0**20:
+            return False
+        if float(np.min(nonzero)) * factor < info.tiny * 2.0**60:
+            return False
+    return True
+
+
 class LayerCalls:
     """The calls of one check into ``layer`` at input ``x`` (its dtype ``options.dtype``), and
     the findings of every contract they break, in ``findings``.
@@ -577,7 +599,8 @@ class LayerCalls:
         self.forward(call="forward (fresh-cache check, back on x)")
 
     def check_linear(self, grads: Dict[str, Array]) -> None:
-        """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), and B(0) = 0.
+        """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), B(c dy) = c B(dy) for
+        c = 2^20 and 2^-20 (powers of two: exact scalings), and B(0) = 0.
 
         The backward calls follow one forward: the protocol makes backward a function of the
         last forward, so calling it again with another ``dy`` is within the contract.
@@ -586,6 +609,16 @@ class LayerCalls:
         g2 = self.gradients(dy2, "backward (linearity check, dy2)")
         g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
         g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
+        # Far larger and far smaller dy than the draws above: a clip or threshold on dy or on
+        # the gradient (|dx| <= 50) is linear on every draw of size 1 and wrong elsewhere.
+        scaled = {
+            factor: self.gradients(factor * self.dy, f"backward (linearity check, {label})")
+            for factor, label in (
+                (HOMOGENEITY_FACTOR, "2^20 dy"),
+                (1.0 / HOMOGENEITY_FACTOR, "2^-20 dy"),
+            )
+            if _scales_exactly(factor, self.dy, *grads.values())
+        }
         # A gradient that is zero in truth comes out of a backward as rounding noise, which is
         # not linear: the test's floor is a thousand ulps of the size a gradient entry has on
         # the layer's own scale, |dy| |y| / |x| (the scale of x or of the parameter).
@@ -611,6 +644,19 @@ class LayerCalls:
                         "fail",
                         f"gradient {key!r} is not linear in dy: backward(dy1 + 2 dy2) differs from "
                         f"backward(dy1) + 2 backward(dy2) by more than rtol={self.rtol:.1e}",
+                    )
+                )
+            elif any(
+                np.max(np.abs(g[key] - factor * grads[key]), initial=0.0) > factor * limit
+                for factor, g in scaled.items()
+            ):
+                self.findings.append(
+                    Finding(
+                        "backward-not-linear",
+                        "fail",
+                        f"gradient {key!r} is not linear in dy: backward(c dy) differs from "
+                        f"c backward(dy) for c = 2^20 or 2^-20 by more than rtol={self.rtol:.1e} "
+                        "(a clip or threshold on dy or on the gradient?)",
                     )
                 )
             elif np.any(g0[key] != 0.0):

@@ -631,3 +631,27 @@ def test_a_cache_set_only_once_is_a_stale_cache(seed, mode):
 def test_a_gradient_that_does_not_change_with_x_is_not_a_stale_cache(layer):
     result = check_layer(layer(), x_of())
     assert result.status == "pass", result.explain()
+
+
+class _ClipsTheGradient:
+    """Found by an adversarial helper: tanh' * dy clipped to |dx| <= 50. Linear on every draw of
+    size 1 (the clip never triggers), wrong for an upstream gradient of 100."""
+
+    def __init__(self, bound=50.0):
+        self.bound = bound
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x)
+
+    def backward(self, dy):
+        return np.clip(dy * (1.0 - np.tanh(self.x) ** 2), -self.bound, self.bound)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_clip_on_the_gradient_is_not_linear(seed):
+    result = check_layer(_ClipsTheGradient(), x_of(seed=seed), seed=seed)
+    assert result.status == "fail", result.explain()
+    assert "c = 2^20 or 2^-20" in message(result, "backward-not-linear")
+    # A bound no dy the check uses can reach is a correct backward.
+    assert check_layer(_ClipsTheGradient(np.inf), x_of(seed=seed), seed=seed).status == "pass"
