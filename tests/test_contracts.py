@@ -655,3 +655,41 @@ def test_a_clip_on_the_gradient_is_not_linear(seed):
     assert "c = 2^20 or 2^-20" in message(result, "backward-not-linear")
     # A bound no dy the check uses can reach is a correct backward.
     assert check_layer(_ClipsTheGradient(np.inf), x_of(seed=seed), seed=seed).status == "pass"
+
+
+class _ShuffledSum:
+    """Found by an adversarial helper: y = x @ W summed in a random order on every call (as a
+    threaded or atomic reduction does): outputs differ by a few ulps between calls, and an
+    output that cancels to 1e-16 differs by a large relative amount. The backward is exact."""
+
+    def __init__(self, jitter: float = 0.0):
+        self.rng = np.random.default_rng()
+        self.jitter = jitter
+        self.params = {"W": np.random.default_rng(1).standard_normal((8, 8))}
+        self.grads = {}
+
+    def forward(self, x):
+        self.x = x
+        w = self.params["W"]
+        perm = self.rng.permutation(w.shape[0])
+        y = (x[:, perm, None] * w[None, perm, :]).sum(axis=1)
+        return y + self.jitter * self.rng.standard_normal(y.shape)
+
+    def backward(self, dy):
+        self.grads["W"] = self.x.T @ dy
+        return dy @ self.params["W"].T
+
+
+def _cancelling_input():
+    x = np.random.default_rng(0).standard_normal((16, 8))
+    w0 = np.random.default_rng(1).standard_normal((8, 8))[:, 0]
+    x[0] -= (x[0] @ w0) / (w0 @ w0) * w0  # y[0, 0] cancels to about 1e-16
+    return x
+
+
+def test_a_summation_order_that_varies_is_repeatable_enough():
+    result = check_layer(_ShuffledSum(), _cancelling_input())
+    assert result.status == "pass", result.explain()
+    # Noise of 1e-6 of the outputs' size is not rounding: the forward is not repeatable.
+    noisy = check_layer(_ShuffledSum(jitter=1e-6), _cancelling_input())
+    assert "forward-not-repeatable" in codes(noisy), noisy.explain()
