@@ -20,7 +20,6 @@ import numpy as np
 from gradcheck import check_layer
 from layers.whitening import ZCAWhitening
 
-
 #: Kept outside the layer: a check restores the layer's own attributes to what they were.
 COUNTS: Dict[str, int] = {}
 

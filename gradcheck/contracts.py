@@ -169,9 +169,9 @@ def _scales_exactly(factor: float, *arrays: Array) -> bool:
         nonzero = mag[mag > 0]
         if not nonzero.size:
             continue
-        if float(np.max(nonzero)) * factor > info.max / 2.0**20:
+        if float(np.max(nonzero)) * abs(factor) > info.max / 2.0**20:
             return False
-        if float(np.min(nonzero)) * factor < info.tiny * 2.0**60:
+        if float(np.min(nonzero)) * abs(factor) < info.tiny * 2.0**60:
             return False
     return True
 
@@ -608,7 +608,7 @@ class LayerCalls:
 
     def check_linear(self, grads: Dict[str, Array]) -> None:
         """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), B(c dy) = c B(dy) for
-        c = 2^20 and 2^-20 (powers of two: exact scalings), and B(0) = 0.
+        c = 2^20, 2^-20 and -1 (exact scalings), and B(0) = 0.
 
         The backward calls follow one forward: the protocol makes backward a function of the
         last forward, so calling it again with another ``dy`` is within the contract.
@@ -618,12 +618,14 @@ class LayerCalls:
         g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
         g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
         # Far larger and far smaller dy than the draws above: a clip or threshold on dy or on
-        # the gradient (|dx| <= 50) is linear on every draw of size 1 and wrong elsewhere.
+        # the gradient (|dx| <= 50) is linear on every draw of size 1 and wrong elsewhere; and
+        # -dy, which puts every entry on the other side of a branch on its sign.
         scaled = {
             factor: self.gradients(factor * self.dy, f"backward (linearity check, {label})")
             for factor, label in (
                 (HOMOGENEITY_FACTOR, "2^20 dy"),
                 (1.0 / HOMOGENEITY_FACTOR, "2^-20 dy"),
+                (-1.0, "-dy"),
             )
             if _scales_exactly(factor, self.dy, *grads.values())
         }
@@ -655,7 +657,7 @@ class LayerCalls:
                     )
                 )
             elif any(
-                np.max(np.abs(g[key] - factor * grads[key]), initial=0.0) > factor * limit
+                np.max(np.abs(g[key] - factor * grads[key]), initial=0.0) > abs(factor) * limit
                 for factor, g in scaled.items()
             ):
                 self.findings.append(
@@ -663,8 +665,9 @@ class LayerCalls:
                         "backward-not-linear",
                         "fail",
                         f"gradient {key!r} is not linear in dy: backward(c dy) differs from "
-                        f"c backward(dy) for c = 2^20 or 2^-20 by more than rtol={self.rtol:.1e} "
-                        "(a clip or threshold on dy or on the gradient?)",
+                        f"c backward(dy) for c = 2^20, 2^-20 or -1 by more than "
+                        f"rtol={self.rtol:.1e} (a clip, threshold or branch on dy or on the "
+                        "gradient?)",
                     )
                 )
             elif np.any(g0[key] != 0.0):
