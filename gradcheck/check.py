@@ -41,6 +41,7 @@ from .finite_diff import (
     points_per_direction,
     steady_under_refinement,
     typical_scale,
+    unit_directions,
 )
 from .objective import LayerObjective, blas_single_thread, is_loss_layer, layer_name, layer_params
 from .options import DEFAULTS, CheckOptions
@@ -482,20 +483,13 @@ class _Checker:
         candidates = np.flatnonzero(claimed & np.isfinite(flat_a))
         if not candidates.size:
             return est, cmp
-        size = flat_a.size
         shape = np.shape(analytic)
-
-        def units(idx: Array) -> Array:
-            v = np.zeros((len(idx), size))
-            v[np.arange(len(idx)), idx] = 1.0
-            return v.reshape((len(idx), *shape))
-
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             badness = np.abs(flat_a - np.ravel(est.value)) / np.maximum(np.ravel(est.error), 1e-300)
         refuted, spent = self.refuted(
             key,
             candidates,
-            units,
+            unit_directions(shape, np.arange(flat_a.size)),
             est,
             badness,
             lambda i: _entry_label(key, tuple(int(k) for k in np.unravel_index(i, shape))),
@@ -657,7 +651,10 @@ class _Checker:
         projected: List[Array] = []
         atols: List[Array] = []
         resolves: List[Array] = []
-        drawn: List[Array] = []  # the directions, (k, *base.shape) per batch
+        # The directions, (k, *base.shape) per batch, kept only where a claimed failure will be
+        # re-estimated along them (a final estimate): for a large input they are its size each.
+        final = self.is_final(method)
+        drawn: List[Array] = []
         steps: List[Array] = []
         evaluations = 0
         spent_budget = 0
@@ -708,8 +705,9 @@ class _Checker:
                     fallback_step=None if method == "complex-step" else textbook,
                 )
                 self.note_nonfinite(key, est, base.shape, "directional")
-                drawn.append(v)
-                steps.append(est.step)
+                if final:
+                    drawn.append(v)
+                    steps.append(est.step)
                 evaluations += est.evaluations
                 if i > 0:
                     spent_budget += est.evaluations
@@ -764,7 +762,7 @@ class _Checker:
             n_worst=self.n_worst,
             resolve_atol=resolve_all,
         )
-        if self.is_final(method):
+        if final:
             claimed = failing_entries(proj, value, error, cmp, atol=atol_all) & np.isfinite(proj)
             if claimed.any():
                 all_v = np.concatenate(drawn)

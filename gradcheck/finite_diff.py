@@ -1035,6 +1035,20 @@ def _short_step(h: Array) -> Array:
     return np.ldexp(np.floor(mantissa * 16.0) / 16.0, exponent)
 
 
+def unit_directions(shape: Tuple[int, ...], entries: Array) -> Callable[[Array], Array]:
+    """The ``directions`` callable of the unit vectors of the flat ``entries`` of an array of
+    ``shape``: ``directions(j)`` is ``(len(j), *shape)``, row ``r`` the unit vector of entry
+    ``entries[j[r]]``."""
+    size = int(np.prod(shape))
+
+    def directions(j: Array) -> Array:
+        v = np.zeros((len(j), size))
+        v[np.arange(len(j)), entries[j]] = 1.0
+        return v.reshape((len(j), *shape))
+
+    return directions
+
+
 def partial_derivatives(
     outputs: Outputs,
     x: Array,
@@ -1073,16 +1087,11 @@ def partial_derivatives(
         if probe:
             textbook = np.maximum(textbook, PROBE_FACTOR * h)
 
-    def unit_directions(j: Array) -> Array:
-        v = np.zeros((len(j), flat.size))
-        v[np.arange(len(j)), idx_all[j]] = 1.0
-        return v.reshape((len(j), *x.shape))
-
     est = directional_derivatives(
         outputs,
         x,
         w,
-        unit_directions,
+        unit_directions(x.shape, idx_all),
         len(idx_all),
         h,
         method=method,
