@@ -89,6 +89,19 @@ FULL_TRIAL = 32
 # (break-even at 1/3: 4 + 6 f = 6 evaluations an entry; a little above it for the sample's sake).
 FULL_TRIAL_SWITCH = 0.4
 
+# Steps, as multiples of the base step, at which full mode estimates again an entry that passed
+# only at the gradient-wide floor (its error, the rounding of large outputs it moves, above its
+# own tolerance): rounding falls as the step grows, so a wrong entry of 1e-6 beside outputs of
+# 1e6 is resolved at the larger steps where it hid at the base one.
+COARSENING: Tuple[float, ...] = (16.0, 256.0, 4096.0)
+# ... when that error is more than this many times the entry's own tolerance: a wrong entry
+# can then hide in up to (1 + 2 x 8) own tolerances, about 2.5e-7 of the entry, inside the
+# default check's target of 1e-6 (TARGET_ENTRY_ERROR).
+COARSE_TRIGGER = 8.0
+# A larger-step estimate stands only where it agrees with the estimate before it within this
+# many times their combined errors: one that does not has met the function's curvature.
+COARSE_AGREEMENT = 3.0
+
 # Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
 # are many tiny matrix problems, where BLAS threads cost far more than they save.
 _THREAD_LIMIT_SIZE = 256
@@ -362,6 +375,7 @@ class _Checker:
             )
             if self.is_final(method):
                 est, cmp = self.confirm_full(key, analytic, est, cmp)
+            est, cmp = self.coarsen_full(key, analytic, est, cmp)
             return self.full_result(key, kind, method, cmp, est.evaluations, analytic, est)
         return self.directional(key, kind, base, outputs, analytic, method, directions)
 
@@ -503,6 +517,105 @@ class _Checker:
             )
         return est, cmp
 
+    def coarsen_full(
+        self, key: str, analytic: Array, est: Estimate, cmp: Comparison
+    ) -> Tuple[Estimate, Comparison]:
+        """``est`` with the entries a passing comparison resolved only at the gradient-wide
+        floor estimated again at larger steps, and the comparison of the result.
+
+        Without a user ``atol``, an entry passes when its estimate's error is within
+        ``rtol`` times the *largest* entry (:func:`gradcheck.compare.default_resolve_atol`): an
+        entry that is zero in truth beside large ones cannot be resolved better than the
+        rounding of the outputs it moves. But that floor would also pass a small entry that is
+        wrong (``y = 1e6 sin(x0) + 1e-6 (x1 + x2 + x3)`` with ``dx1..dx3`` doubled: the error
+        of their estimates, ``eps 1e6 / h``, covers the 1e-6 that is wrong). Such entries (error
+        above ``COARSE_TRIGGER`` times their own tolerance ``atol + rtol |n_i|``, at most
+        ``REFINEMENT_CAP``, the largest errors first) are estimated with richardson at each
+        step of ``COARSENING`` times the base one, where rounding matters less; a level's
+        estimate replaces the one before it where its error is smaller and the two agree within
+        ``COARSE_AGREEMENT`` times their combined errors, and an entry stops at the first level
+        that resolves it (or whose estimate it rejects).
+        A failure this shows is confirmed at smaller steps like any other (:meth:`confirm_full`);
+        entries still resolved only at the floor are named in a finding.
+        """
+        if self.atol is not None or cmp.status != "pass":
+            return est, cmp
+        base, outputs, _ = self.argument(key)
+        value, error, step = (
+            np.array(a, dtype=np.float64).ravel() for a in (est.value, est.error, est.step)
+        )
+
+        def own_unresolved() -> Array:
+            with np.errstate(invalid="ignore"):
+                own = cmp.atol + cmp.rtol * np.abs(value)
+                return np.flatnonzero(np.isfinite(error) & (error > COARSE_TRIGGER * own))
+
+        pending = own_unresolved()
+        if not pending.size:
+            return est, cmp
+        order = pending[np.argsort(-error[pending], kind="stable")]
+        pending = np.sort(order[:REFINEMENT_CAP])
+        rounding = np.ravel(self.analytic_rounding(key))
+        evaluations = est.evaluations
+        for factor in COARSENING:
+            if not pending.size:
+                break
+            level = partial_derivatives(
+                outputs,
+                base,
+                self.dy,
+                method="richardson",
+                indices=pending,
+                chunk=self.chunk,
+                probe=self.probe_all,
+                step_factor=factor,
+                others_move=True,
+            )
+            evaluations += level.evaluations
+            with np.errstate(invalid="ignore", over="ignore"):
+                new_error = level.error + rounding[pending]
+                agrees = np.abs(level.value - value[pending]) <= COARSE_AGREEMENT * (
+                    error[pending] + new_error
+                )
+                take = np.isfinite(level.value) & (new_error < error[pending]) & agrees
+            value[pending[take]] = level.value[take]
+            error[pending[take]] = new_error[take]
+            step[pending[take]] = level.step[take]
+            with np.errstate(invalid="ignore"):
+                own = cmp.atol + cmp.rtol * np.abs(value[pending])
+            # An entry whose estimate met the function's curvature goes no further either.
+            pending = pending[take & (error[pending] > COARSE_TRIGGER * own)]
+        shape = np.shape(analytic)
+        est = dataclasses.replace(
+            est,
+            value=value.reshape(shape),
+            error=error.reshape(shape),
+            step=step.reshape(shape),
+            evaluations=evaluations,
+        )
+        cmp = compare(
+            analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+        )
+        if cmp.status == "fail":
+            est, cmp = self.confirm_full(key, analytic, est, cmp)
+        if cmp.status == "pass":
+            left = own_unresolved()
+            if left.size:
+                worst = int(left[np.argmax(error[left])])
+                where = _entry_label(key, tuple(int(i) for i in np.unravel_index(worst, shape)))
+                self.findings.append(
+                    Finding(
+                        "resolved-at-gradient-floor",
+                        "info",
+                        f"{key}: {left.size} of {value.size} entries are verified only to rtol "
+                        f"times the largest entry ({cmp.resolve_atol:.2e}), not to their own "
+                        f"tolerance: their estimates' error (up to {error[worst]:.2e}, at "
+                        f"{where}) is the rounding of the outputs they move, and larger steps "
+                        "did not resolve them; pass atol= to hold them to a stated floor",
+                    )
+                )
+        return est, cmp
+
     def analytic_rounding(self, key: str) -> Array:
         """What the backward's own rounding can be, per entry of argument ``key``: measured by
         the linearity check (``backward_noise``), 0 where it was not measured (a loss layer).
@@ -616,6 +729,7 @@ class _Checker:
             )
         merged = Estimate(value, error, used[-1], step, evaluations)
         merged, cmp = self.confirm_full(key, analytic, merged, cmp)
+        merged, cmp = self.coarsen_full(key, analytic, merged, cmp)
         method = "+".join(used)
         return self.full_result(key, kind, method, cmp, merged.evaluations, analytic, merged)
 

@@ -552,6 +552,7 @@ def _frozen_floor(
     raw: _Raw,
     step: Array,
     y0: Array,
+    others_move: bool = False,
 ) -> int:
     """Give directions that moved no output the round-off floor of every output they move.
 
@@ -570,10 +571,12 @@ def _frozen_floor(
         return 0
     eps = np.finfo(np.float64).eps
     spent = 0
-    if frozen.size < raw.frozen.size:
-        # Other directions move outputs: these may be independent of them, or swallowed at
-        # every step (an entry at 1e-38 swallows even a step of 1e9); their exact 0 cannot be
-        # told from a gradient below the outputs' rounding, so they get that rounding.
+    if frozen.size < raw.frozen.size or others_move:
+        # Other directions move outputs (in this call, or, with ``others_move``, in the larger
+        # estimate these directions are a subset of): these may be independent of them, or
+        # swallowed at every step (an entry at 1e-38 swallows even a step of 1e9); their
+        # exact 0 cannot be told from a gradient below the outputs' rounding, so they get
+        # that rounding.
         dependent = np.ones(frozen.size, dtype=bool)
     else:
         # Nothing moved anywhere: a constant, or every change swallowed (1e20 + x). Probes at
@@ -684,6 +687,7 @@ def directional_derivatives(
     method: str = "central",
     chunk: int = 1024,
     fallback_step: Optional[Array] = None,
+    others_move: bool = False,
 ) -> Estimate:
     """Estimate ``d/dt L(x + t v_j)`` at ``t = 0`` for ``j = 0 .. n_directions-1``.
 
@@ -703,12 +707,16 @@ def directional_derivatives(
     1e-120 entry beside entries of 1 that a statistic mixes it with). Where ``fallback_step``
     is larger, such directions are estimated again at that step: an output that moves there
     depended on the direction after all; one that still does not is independent of it (an
-    exact 0 with no error).
+    exact 0 with no error). ``others_move``: these directions are a subset of an estimate in
+    which other directions moved outputs, so one that moves none is not taken for a constant
+    (see :func:`_frozen_floor`).
     """
     if method not in METHODS and method not in STENCILS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method == "richardson":
-        return _richardson(outputs, x, w, directions, n_directions, step, chunk, fallback_step)
+        return _richardson(
+            outputs, x, w, directions, n_directions, step, chunk, fallback_step, others_move
+        )
     if method == "complex-step":
         return _complex_step(outputs, x, w, directions, n_directions, step, chunk)
 
@@ -774,7 +782,7 @@ def directional_derivatives(
             better = alt.finite & ~(alt.error >= raw.error[lost])
             for name in _RAW_FIELDS:
                 getattr(raw, name)[lost[better]] = getattr(alt, name)[better]
-    evaluations += _frozen_floor(outputs, x, w, directions, raw, step, y0)
+    evaluations += _frozen_floor(outputs, x, w, directions, raw, step, y0, others_move)
     recovery = np.zeros(n_directions, dtype=np.int64)
     side = raw.side.copy()
     bad = np.flatnonzero(~raw.finite)
@@ -919,6 +927,7 @@ def _richardson(
     step: Array,
     chunk: int,
     fallback_step: Optional[Array] = None,
+    others_move: bool = False,
 ) -> Estimate:
     """The coarse tableau everywhere; the five-point stencil at its own step and at the central
     step only where the tableau's error estimate is not already negligible, keeping, entry by
@@ -933,6 +942,7 @@ def _richardson(
         method="richardson-coarse",
         chunk=chunk,
         fallback_step=fallback_step,
+        others_move=others_move,
     )
     value, error, used = coarse.value.copy(), coarse.error.copy(), coarse.step.copy()
     recovery = (
@@ -963,6 +973,7 @@ def _richardson(
                 fallback_step=None
                 if fallback_step is None
                 else np.broadcast_to(fallback_step, np.shape(step))[refine] * factor,
+                others_move=others_move,
             )
             evaluations += fine.evaluations
             better = fine.error < error[refine]
@@ -1058,6 +1069,8 @@ def partial_derivatives(
     indices: Optional[Array] = None,
     chunk: int = 256,
     probe: bool = False,
+    step_factor: float = 1.0,
+    others_move: bool = False,
 ) -> Estimate:
     """Estimate ``dL/dx_i`` for every entry ``i`` of ``x`` (or the flat ``indices`` given).
 
@@ -1068,14 +1081,17 @@ def partial_derivatives(
     some outputs below their ulp and others not.
 
     The step of entry ``i`` is ``eps^p * max(typical, |x_i|)`` (``typical``: the median nonzero
-    ``|x_i|``, see :func:`typical_scale`), rounded down to 4 significant bits so that every
-    stencil point ``x_i +- k h`` is exact.
+    ``|x_i|``, see :func:`typical_scale`), times ``step_factor``, rounded down to 4 significant
+    bits so that every stencil point ``x_i +- k h`` is exact. A ``step_factor`` above 1 is for
+    estimates whose error is the outputs' rounding, which falls as the step grows.
+    ``others_move``: see :func:`directional_derivatives` (for ``indices`` out of an estimate of
+    every entry that moved some outputs).
     Returns arrays of shape ``(len(indices),)``, or ``x.shape`` when ``indices`` is ``None``.
     """
     flat = np.ravel(x)
     idx_all = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.intp)
-    h = base_step(method, flat[idx_all], typical=typical_scale(flat))
-    textbook = base_step(method, flat[idx_all])
+    h = base_step(method, flat[idx_all], typical=typical_scale(flat)) * step_factor
+    textbook = base_step(method, flat[idx_all]) * step_factor
     if method != "complex-step":
         # Steps with few significant bits: every stencil point x_i +- k h (k = 1, 2, 4, 8)
         # and every smaller step tried near a pole (h / 16^j) is then exact, so the stencil's
@@ -1097,6 +1113,7 @@ def partial_derivatives(
         method=method,
         chunk=chunk,
         fallback_step=None if method == "complex-step" else textbook,
+        others_move=others_move,
     )
     if indices is None:
         return Estimate(

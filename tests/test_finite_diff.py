@@ -140,3 +140,23 @@ def test_stencil_table_weights_are_the_estimators():
                 assert abs(got - exact) < 1e-12
             else:
                 assert abs(got - exact) > 1e-12
+
+
+def test_a_subset_that_moves_no_output_is_not_taken_for_a_constant_when_others_move():
+    """``y = x0 + 1e-300 x1``: entry 1 moves no output at any step. Estimated alone, nothing
+    moved anywhere and probes at far larger steps move nothing either, so it reads as a
+    constant (0, no error); as a subset of an estimate in which entry 0 moved ``y``
+    (``others_move``), its 0 carries the rounding of ``y``, which may hide a gradient."""
+
+    def outputs(points):
+        flat = points.reshape(points.shape[0], -1)
+        return (flat[:, 0] + 1e-300 * flat[:, 1])[:, None]
+
+    x = np.array([1.0, 1.0])
+    w = np.array([1.0])
+    alone = partial_derivatives(outputs, x, w, indices=np.array([1]))
+    assert alone.value[0] == 0.0 and alone.error[0] == 0.0
+    subset = partial_derivatives(outputs, x, w, indices=np.array([1]), others_move=True)
+    assert subset.value[0] == 0.0 and subset.error[0] > 1e-12
+    every = partial_derivatives(outputs, x, w)
+    assert every.error[1] == subset.error[0]

@@ -73,7 +73,11 @@ BATTERY = [
 def test_variant_passes_full_check(factory, shape, seed, method):
     result = check_layer(factory(), x_of(shape, seed), seed=seed, mode="full", method=method)
     assert result.status == "pass", result.explain()
-    assert not result.findings, result.explain()
+    # An ill-conditioned whitening's rounding can keep a few entries from their own tolerance
+    # at every step: said as information, and nothing else may be said.
+    assert not [f for f in result.findings if f.code != "resolved-at-gradient-floor"], (
+        result.explain()
+    )
     assert result.spectrum is not None  # the harness recorded the conditioning
 
 

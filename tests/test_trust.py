@@ -212,6 +212,43 @@ class ScaledSine:
         return g
 
 
+class SmallBesideLarge:
+    """``y = 1e6 sin(x0) + 1e-6 (x1 + x2 + x3)``, one output per row: the gradient of
+    ``x1..x3`` is 1e-6 and their estimates carry the rounding of an output of 1e6. The
+    backward's ``dx1..dx3`` are multiplied by ``factor``."""
+
+    supports_batch = True
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def forward(self, x):
+        self.x = x
+        return (1e6 * np.sin(x[..., 0]) + 1e-6 * x[..., 1:].sum(-1))[..., None]
+
+    def backward(self, dy):
+        dx = np.zeros_like(self.x)
+        dx[..., 0] = 1e6 * np.cos(self.x[..., 0]) * dy[..., 0]
+        dx[..., 1:] = self.factor * 1e-6 * dy[..., :1]
+        return dx
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_small_entry_beside_large_outputs_is_held_to_its_own_tolerance(seed):
+    """The estimates of ``dx1..dx3`` have errors of 1e-4 at the base step, within the
+    gradient-wide floor (rtol times 1e6) and far above their own tolerance: the old check
+    passed them doubled in full mode. At larger steps their rounding falls and the doubled
+    entries fail; the correct twin passes, saying which entries only the floor verifies."""
+    x = x_in(-1.0, 1.0, (8, 4), seed=seed)
+    wrong = check_layer(SmallBesideLarge(2.0), x, mode="full", seed=seed)
+    assert wrong.status == "fail", wrong.explain()
+    assert all(e.index[1] > 0 for e in wrong.input.comparison.worst)
+    assert check_layer(SmallBesideLarge(2.0), x, seed=seed).status != "pass"
+    right = check_layer(SmallBesideLarge(), x, mode="full", seed=seed)
+    assert right.status == "pass", right.explain()
+    assert check_layer(SmallBesideLarge(), x, seed=seed).status == "pass"
+
+
 @pytest.mark.parametrize("wrong", [-1.0, -2.0])
 @pytest.mark.parametrize("mode", ["auto", "full"])
 @pytest.mark.parametrize("seed", [0, 1])
