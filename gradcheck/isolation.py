@@ -27,7 +27,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from multiprocessing.connection import wait as connection_wait
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 # How often a wait wakes up to ask whether the child still exists: its death normally shows as
 # an end-of-file on the pipe, but not when a grandchild it forked still holds the pipe open.
@@ -99,6 +100,8 @@ class Worker:
         self.pid: Optional[int] = None
         self.conn: Optional[Connection] = None
         self.forks = 0
+        self.timeout: Optional[float] = None
+        self.deadline: Optional[float] = None
 
     def __enter__(self) -> Worker:
         return self
@@ -114,11 +117,57 @@ class Worker:
         the child before it propagates.
         """
         try:
-            self._send(index)
-            return self._wait(timeout)
+            self.start(index, timeout)
+            while True:
+                outcome = self.step(_POLL_SLICE)
+                if outcome is not None:
+                    return outcome
         except BaseException:
             self._kill()
             raise
+
+    def start(self, index: int, timeout: Optional[float] = None) -> None:
+        """Hand ``task(index)`` to the child (forking one if there is none) and return at once;
+        :meth:`step` then says when it has ended. ``timeout`` as in :meth:`run`."""
+        self._send(index)
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def step(self, wait: float) -> Optional[Outcome]:
+        """Wait up to ``wait`` seconds for the task :meth:`start` handed over: its outcome, or
+        ``None`` while it is still running (past its deadline the child is killed)."""
+        assert self.conn is not None and self.pid is not None
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self._kill()
+                # The same words as the in-process alarm's row: where it was stopped does not
+                # change what the user learns.
+                return Crash(
+                    "timeout", f"the check ran past --timeout {self.timeout:g} s and was stopped"
+                )
+            wait = min(wait, left)
+        if self.conn.poll(wait):
+            try:
+                payload = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                return self._reap()
+            try:
+                ok, value = pickle.loads(payload)
+            except Exception as exc:
+                return Crash(
+                    "worker-raised",
+                    f"the worker's answer could not be read: {type(exc).__name__}: {exc}",
+                )
+            if ok:
+                return (True, value)
+            return Crash("worker-raised", value)
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid:
+            self.pid = None
+            self._drop_conn()
+            return describe_status(status)
+        return None
 
     def close(self) -> None:
         """Stop the child (it is idle between tasks, so nothing of value is lost)."""
@@ -138,42 +187,6 @@ class Worker:
         self._spawn()
         assert self.conn is not None
         self.conn.send_bytes(message)
-
-    def _wait(self, timeout: Optional[float]) -> Outcome:
-        assert self.conn is not None and self.pid is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = _POLL_SLICE
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._kill()
-                    # The same words as the in-process alarm's row: where it was stopped
-                    # does not change what the user learns.
-                    return Crash(
-                        "timeout", f"the check ran past --timeout {timeout:g} s and was stopped"
-                    )
-                wait = min(wait, left)
-            if self.conn.poll(wait):
-                try:
-                    payload = self.conn.recv_bytes()
-                except (EOFError, OSError):
-                    return self._reap()
-                try:
-                    ok, value = pickle.loads(payload)
-                except Exception as exc:
-                    return Crash(
-                        "worker-raised",
-                        f"the worker's answer could not be read: {type(exc).__name__}: {exc}",
-                    )
-                if ok:
-                    return (True, value)
-                return Crash("worker-raised", value)
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.pid = None
-                self._drop_conn()
-                return describe_status(status)
 
     def _reap(self) -> Crash:
         """The child closed the pipe without an answer: wait for it and say how it ended."""
@@ -217,6 +230,68 @@ class Worker:
         child_end.close()
         self.pid, self.conn = pid, parent_end
         self.forks += 1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says, else the
+    machine's count): the default number of workers."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def run_concurrently(
+    task: Callable[[int], Any],
+    count: int,
+    workers: int,
+    timeout: Optional[float] = None,
+    started: Optional[Callable[[int], None]] = None,
+) -> Iterator[Tuple[int, Outcome, float]]:
+    """Run ``task(0) .. task(count - 1)`` on up to ``workers`` :class:`Worker` children at once,
+    yielding ``(index, outcome, seconds)`` as each task ends (in the order they end; tasks are
+    handed out in index order). ``timeout`` is per task, as in :meth:`Worker.run`;
+    ``started(index)`` is called as each task is handed out. Every child is stopped when the
+    iteration ends, however it ends (Ctrl-C included).
+
+    Each task runs alone in its child, so its result does not depend on ``workers``: only
+    the order in which results arrive does.
+    """
+    pool = [Worker(task) for _ in range(max(1, min(int(workers), count)))]
+    busy: Dict[int, Tuple[int, float]] = {}  # pool position -> (task index, start time)
+    handed = 0
+    try:
+        while handed < count or busy:
+            for position, worker in enumerate(pool):
+                if position not in busy and handed < count:
+                    if started is not None:
+                        started(handed)
+                    busy[position] = (handed, time.perf_counter())
+                    worker.start(handed, timeout)
+                    handed += 1
+            wait = _POLL_SLICE
+            for position in busy:
+                deadline = pool[position].deadline
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+            wait_for_any([pool[p].conn for p in busy], wait)
+            for position in list(busy):
+                outcome = pool[position].step(0.0)
+                if outcome is not None:
+                    index, began = busy.pop(position)
+                    yield index, outcome, time.perf_counter() - began
+    finally:
+        for worker in pool:
+            worker.close()
+
+
+def wait_for_any(conns: List[Optional[Connection]], timeout: float) -> None:
+    """Return when one of ``conns`` has something to read (an answer, or the end of a child
+    that died), or after ``timeout`` seconds."""
+    live = [c for c in conns if c is not None]
+    if live:
+        connection_wait(live, timeout)
+    else:
+        time.sleep(timeout)
 
 
 # -- the child's side -----------------------------------------------------------------------

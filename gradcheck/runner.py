@@ -31,7 +31,7 @@ import numpy as np
 from . import options as check_options
 from .check import check_layer
 from .functions import check_adapted
-from .isolation import Crash, Worker, can_fork
+from .isolation import Crash, can_fork, run_concurrently
 from .literals import format_shape
 from .registry import LayerSpec
 from .result import CheckResult, Finding
@@ -290,18 +290,23 @@ def run_jobs(
     options: RunOptions,
     progress: Optional[Callable[[int, int, Job], None]] = None,
     isolate: bool = False,
+    workers: int = 1,
 ) -> List[CheckResult]:
-    """Run ``jobs`` in order; ``progress(done, total, job)`` is called before each one.
+    """Run ``jobs``; the results in the order of ``jobs``. ``progress(done, total, job)`` is
+    called as each job starts (``done``: the jobs finished by then).
 
     ``isolate``: each job in a forked worker process killed at ``options.timeout`` (ignored
     where there is no ``fork``); a crashed worker is one error row (``worker-exited``,
-    ``worker-killed``) and is replaced for the next job. Raises :class:`RunInterrupted` on
-    Ctrl-C, after stopping the worker.
+    ``worker-killed``) and is replaced for the next job. ``workers``: with ``isolate``, up to
+    this many jobs run at once, each in its own worker; a job's result is the same for any
+    number (only ``elapsed`` differs). Without ``isolate`` jobs run one at a time. Raises
+    :class:`RunInterrupted` on Ctrl-C, after stopping the workers, with the results of the
+    jobs that finished, in the order of ``jobs``.
     """
     results: List[CheckResult] = []
     try:
         if isolate and can_fork():
-            _run_isolated(jobs, options, progress, results)
+            _run_isolated(jobs, options, progress, results, workers)
         else:
             for i, job in enumerate(jobs):
                 if progress is not None:
@@ -353,23 +358,31 @@ def _run_isolated(
     options: RunOptions,
     progress: Optional[Callable[[int, int, Job], None]],
     results: List[CheckResult],
+    workers: int,
 ) -> None:
-    """:func:`run_jobs` with a worker process; appends to ``results`` as jobs finish."""
+    """:func:`run_jobs` with worker processes; fills ``results`` in the order of ``jobs``."""
     timeout = options.timeout if options.timeout is not None and options.timeout > 0 else None
     # The worker's own alarm would only race the parent's kill at the same deadline.
     inner = replace(options, timeout=None)
     _warm_up()
-    with Worker(lambda i: run_job(jobs[i], inner)) as worker:
-        for i, job in enumerate(jobs):
-            if progress is not None:
-                progress(i, len(jobs), job)
-            start = time.perf_counter()
-            outcome = worker.run(i, timeout)
+    finished: Dict[int, CheckResult] = {}
+
+    def started(index: int) -> None:
+        if progress is not None:
+            progress(len(finished), len(jobs), jobs[index])
+
+    try:
+        for index, outcome, seconds in run_concurrently(
+            lambda i: run_job(jobs[i], inner), len(jobs), workers, timeout, started
+        ):
+            job = jobs[index]
             if isinstance(outcome, Crash):
-                results.append(
-                    _error_result(
-                        job, options, outcome.code, outcome.message, time.perf_counter() - start
-                    )
+                finished[index] = _error_result(
+                    job, options, outcome.code, outcome.message, seconds
                 )
             else:
-                results.append(outcome[1])
+                finished[index] = outcome[1]
+    finally:
+        # In the order of ``jobs`` whatever order they finished in; on Ctrl-C, every job that
+        # finished (each row names its job, so a gap reads as what it is).
+        results.extend(finished[index] for index in sorted(finished))

@@ -271,6 +271,29 @@ def test_json_report_follows_the_schema(validator):
     assert all(r["arguments"] and r["screen"] for r in doc["results"])
 
 
+def _without_timings(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _without_timings(v) for k, v in doc.items() if k != "elapsed"}
+    if isinstance(doc, list):
+        return [_without_timings(v) for v in doc]
+    return doc
+
+
+def test_workers_change_no_verdict_or_number_and_keep_the_order(user_dir):
+    args = ["report", "--format", "json", "--quiet", "--layer", "userlayers:Bad", "--registered"]
+    one, two = run_many([[*args, "--workers", "1"], [*args, "--workers", "2"]], cwd=user_dir)
+    assert one.returncode == two.returncode == 1, one.stderr + two.stderr
+    first, second = json.loads(one.stdout), json.loads(two.stdout)
+    assert _without_timings(first) == _without_timings(second)
+    assert {r["status"] for r in first["results"]} == {"pass", "fail"}
+
+
+def test_workers_must_be_a_positive_count():
+    proc = run("report", "--workers", "0")
+    assert proc.returncode == 2
+    assert "--workers" in proc.stderr and "an integer >= 1" in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def mixed(user_dir, tmp_path_factory):
     """One run with a pass, a fail, an error and an inconclusive check, in JSON and JUnit."""

@@ -22,7 +22,14 @@ import numpy as np
 import pytest
 
 from gradcheck.cli import build_parser
-from gradcheck.isolation import Crash, Worker, can_fork, describe_status, signal_label
+from gradcheck.isolation import (
+    Crash,
+    Worker,
+    can_fork,
+    describe_status,
+    run_concurrently,
+    signal_label,
+)
 from gradcheck.registry import LayerSpec, get_layer_spec, spec_from_reference
 from gradcheck.result import CheckResult
 from gradcheck.runner import (
@@ -107,6 +114,56 @@ def test_isolated_results_equal_in_process_results():
     assert [plain(r) for r in isolated] == [plain(r) for r in inline]
     assert {r.status for r in isolated if r.layer == "wrong-sine"} == {"fail"}
     assert {r.status for r in isolated if r.layer != "wrong-sine"} == {"pass"}
+
+
+def test_results_are_the_same_with_any_number_of_workers_and_in_the_order_of_the_jobs():
+    specs = [get_layer_spec(n) for n in ("tanh", "dense", "zca-eigh")]
+    specs.append(spec("wrong-sine", WrongSine))
+    jobs = [Job(s, shape, seed) for s in specs for shape in s.shapes for seed in (0, 1)]
+    one = run_jobs(jobs, RunOptions(), isolate=True, workers=1)
+    three = run_jobs(jobs, RunOptions(), isolate=True, workers=3)
+    assert [plain(r) for r in three] == [plain(r) for r in one]
+    assert [(r.layer, r.seed) for r in three] == [(j.spec.name, j.seed) for j in jobs]
+
+
+def test_crashes_and_timeouts_among_concurrent_workers_cost_their_own_rows_only():
+    good = spec("sine", Sine)
+    bad = [spec("exits", Exits), spec("segfaults", Segfaults), spec("swallows", SwallowsEverything)]
+    jobs = [job(good)] + [j for s in bad for j in (job(s), job(good, seed=1))]
+    started: List[str] = []
+    start = time.monotonic()
+    results = run_jobs(
+        jobs,
+        RunOptions(timeout=1.0),
+        lambda done, total, j: started.append(j.spec.name),
+        isolate=True,
+        workers=2,
+    )
+    assert time.monotonic() - start < 30
+    assert [r.layer for r in results] == [j.spec.name for j in jobs]
+    assert started[: len(jobs)] == [j.spec.name for j in jobs]
+    assert [r.status for r in results if r.layer == "sine"] == ["pass"] * 4
+    rows: Dict[str, CheckResult] = {r.layer: r for r in results if r.layer != "sine"}
+    assert finding_codes(rows["exits"]) == ["worker-exited"]
+    assert finding_codes(rows["segfaults"]) == ["worker-killed"]
+    assert finding_codes(rows["swallows"]) == ["timeout"]
+
+
+def test_tasks_run_at_once_on_several_workers(tmp_path):
+    """Two tasks that each wait for the other to have started can only finish side by side."""
+    marks = [tmp_path / f"started-{i}" for i in range(2)]
+
+    def task(i: int) -> int:
+        marks[i].touch()
+        deadline = time.monotonic() + 20
+        while not marks[1 - i].exists():
+            if time.monotonic() > deadline:
+                return -1
+            time.sleep(0.01)
+        return i
+
+    outcomes = sorted((index, outcome) for index, outcome, _ in run_concurrently(task, 2, 2))
+    assert outcomes == [(0, (True, 0)), (1, (True, 1))]
 
 
 def test_a_crashing_worker_is_one_row_and_the_next_job_still_runs():

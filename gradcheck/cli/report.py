@@ -37,6 +37,7 @@ from ..argtypes import (
 from ..check import MODES
 from ..compare import default_rtol
 from ..finite_diff import METHODS
+from ..isolation import available_cores
 from ..literals import format_shape
 from ..progress import Progress
 from ..registry import LayerSpec, entry_point_errors
@@ -260,7 +261,7 @@ def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
         "--atol",
         type=nonnegative_float,
         default=None,
-        help="absolute tolerance (default rtol times the largest gradient entry)",
+        help="absolute tolerance (default rtol times the typical gradient entry, the median)",
     )
     met.add_argument(
         "--timeout",
@@ -271,11 +272,20 @@ def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
         f"(default {DEFAULT_TIMEOUT:g})",
     )
     met.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="run up to N checks at once, each in its own worker process (default: the cores "
+        "this process may use); every check's verdict and numbers are the same for any N",
+    )
+    met.add_argument(
         "--no-isolate",
         dest="isolate",
         action="store_false",
-        help="run the checks in this process instead of a worker process (to debug a layer "
-        "with pdb); a layer that crashes or ignores signals then stops the whole run",
+        help="run the checks in this process, one at a time, instead of in worker processes "
+        "(to debug a layer with pdb); a layer that crashes or ignores signals then stops the "
+        "whole run",
     )
     out = rep.add_argument_group("output")
     out.add_argument(
@@ -398,7 +408,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         # JUnit document on stdout: its output goes to stderr while the checks run.
         with contextlib.redirect_stdout(sys.stderr):
             results = run_jobs(
-                jobs, options, progress.update if progress else None, isolate=args.isolate
+                jobs,
+                options,
+                progress.update if progress else None,
+                isolate=args.isolate,
+                workers=available_cores() if args.workers is None else args.workers,
             )
     except RunInterrupted as stop:
         # Ctrl-C: the checks that finished are still worth a report.
