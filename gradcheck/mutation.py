@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .battery import BATTERY_SEEDS, battery_items, spec_items
+from .isolation import Crash, can_fork, run_concurrently
 from .registry import registered_layers
 from .result import CheckResult
 
@@ -169,25 +170,45 @@ def run_mutation_test(
     *,
     include_correct: bool = True,
     only: Optional[str] = None,
+    workers: int = 1,
 ) -> MutationReport:
     """Run the battery on every mutant (and, unless told not to, on every correct variant).
 
     ``mutants`` is the catalogue of deliberately wrong layers (``layers.mutants.mutant_catalogue()``
     for the built-ins), each with ``name``, ``base``, ``mistake``, ``factory``, ``input``,
     ``shapes`` and ``signature``: passed in by the front end, so that the harness never imports
-    the layer zoo itself.
+    the layer zoo itself. ``workers``: with more than one (and ``fork``), the mutants' and the
+    variants' batteries run side by side, each in its own worker process; the report is the
+    same for any number (only the checks' ``elapsed`` differs).
     """
-    outcomes = []
-    for m in mutants:
-        if only is not None and only not in m.name:
-            continue
-        items = battery_items(m.name, m.factory, input=m.input, shapes=m.shapes, seeds=seeds)
-        results = [item.run() for item in items]
-        outcomes.append(MutantOutcome(m.name, m.base, m.mistake, results, m.signature))
-    correct: List[CheckResult] = []
+    chosen = [m for m in mutants if only is None or only in m.name]
+    batteries = [
+        (lambda m=m: battery_items(m.name, m.factory, input=m.input, shapes=m.shapes, seeds=seeds))
+        for m in chosen
+    ]
     if include_correct:
-        for spec in registered_layers():
-            correct.extend(item.run() for item in spec_items(spec, seeds=seeds))
+        batteries += [
+            (lambda spec=spec: spec_items(spec, seeds=seeds)) for spec in registered_layers()
+        ]
+
+    def run_battery(index: int) -> List[CheckResult]:
+        return [item.run() for item in batteries[index]()]
+
+    if workers > 1 and can_fork() and len(batteries) > 1:
+        runs: Dict[int, List[CheckResult]] = {}
+        for index, outcome, _ in run_concurrently(run_battery, len(batteries), workers):
+            if isinstance(outcome, Crash):
+                raise RuntimeError(
+                    f"mutation self-test: a worker process failed: {outcome.message}"
+                )
+            runs[index] = outcome[1]
+        results = [runs[i] for i in range(len(batteries))]
+    else:
+        results = [run_battery(i) for i in range(len(batteries))]
+    outcomes = [
+        MutantOutcome(m.name, m.base, m.mistake, r, m.signature) for m, r in zip(chosen, results)
+    ]
+    correct = [r for rs in results[len(chosen) :] for r in rs]
     return MutationReport(outcomes, correct)
 
 

@@ -107,3 +107,12 @@ def test_score_and_false_alarms_over_the_whole_catalogue():
     by_name = {m["mutant"]: m for m in doc["mutants"]}
     assert by_name["zca-no-symmetrization"]["named_signatures"] == ["symmetric-part"]
     assert by_name["zca-no-covariance-path"]["names_expected"] is None
+
+
+def test_workers_give_the_same_report():
+    """Batteries side by side, each in its own worker: the same outcomes in the same order."""
+    mutants = [m for m in mutant_catalogue() if m.base in ("tanh", "center")]
+    alone = run_mutation_test(mutants, seeds=(0,), include_correct=False)
+    together = run_mutation_test(mutants, seeds=(0,), include_correct=False, workers=2)
+    assert len(together.outcomes) == len(mutants) > 1
+    assert together.to_dict() == alone.to_dict()

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Optional
 
 from ..argtypes import parse_seed, positive_int
+from ..isolation import available_cores
 from ..progress import Progress
 from ..report import write_atomic
 
@@ -73,6 +74,14 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the gap study's plot to FILE (PNG; implies --gap-study; needs matplotlib)",
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="measure up to N variants at once, each in its own worker process (default: the "
+        "cores this process may use); the report is the same for any N",
+    )
     p.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     p.set_defaults(handler=cmd_paper)
     return p
@@ -105,7 +114,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
     try:
         report = run_paper_suite(
-            args.seed, args.examples, gap=gap, progress=progress.show if progress else None
+            args.seed,
+            args.examples,
+            gap=gap,
+            progress=progress.show if progress else None,
+            workers=available_cores() if args.workers is None else args.workers,
         )
     finally:
         if progress is not None:

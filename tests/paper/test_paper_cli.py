@@ -211,3 +211,29 @@ def test_the_gap_study_reports_each_gap():
     labels = []
     gap_study(0, gaps=(1e-1, 0.0), repeats=1, on_step=labels.append)
     assert labels == ["gap study: gap 0.1", "gap study: gap 0"]
+
+
+def test_workers_give_the_same_report_and_progress_by_part():
+    def measured(workers, steps):
+        report = run_paper_suite(
+            seed=0,
+            examples=3,
+            search=False,
+            variants=("corrected", "printed", "transpose-only"),
+            progress=lambda *step: steps.append(step),
+            workers=workers,
+        )
+        data = report.to_dict()
+        data.pop("elapsed")
+        return data
+
+    alone, side_by_side = [], []
+    assert measured(2, side_by_side) == measured(1, alone)
+    assert [(done, total) for done, total, _ in alone] == [(k, 9) for k in range(9)]
+    # With workers, progress comes as each part ends: 3 steps a variant, the last not shown.
+    assert [(done, total) for done, total, _ in side_by_side] == [(3, 9), (6, 9)]
+
+
+def test_bad_workers_value_is_rejected():
+    with pytest.raises(SystemExit):
+        parse("--workers", "0")
