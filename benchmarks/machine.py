@@ -12,6 +12,7 @@ import importlib
 import os
 import platform
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,3 +214,36 @@ def thread_limit(threads: Optional[int]) -> Iterator[str]:
             limiter.restore_original_limits()
         if torch is not None and previous is not None:
             torch.set_num_threads(previous)
+
+
+def eigh_thread_scaling(
+    sizes: Tuple[int, ...] = (16, 32, 64), batch: int = 256, repeats: int = 5
+) -> List[Tuple[int, float, float]]:
+    """What Python threads give a stacked evaluation here: ``(D, one thread, two threads)``,
+    the median seconds of a batched ``eigh`` plus reconstruction of ``batch`` D x D matrices,
+    run as two halves one after the other and then on two threads at once (BLAS limited to one
+    thread each). Threads help only as far as NumPy's LAPACK calls release the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(a: np.ndarray) -> np.ndarray:
+        w, v = np.linalg.eigh(a)
+        return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
+
+    rng = np.random.default_rng(0)
+    out = []
+    with thread_limit(1), ThreadPoolExecutor(2) as pool:
+        for d in sizes:
+            a = rng.standard_normal((batch, d, d))
+            a = a @ np.swapaxes(a, -1, -2)
+            halves = [a[: batch // 2], a[batch // 2 :]]
+            serial, threaded = [], []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for h in halves:
+                    work(h)
+                serial.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                list(pool.map(work, halves))
+                threaded.append(time.perf_counter() - t)
+            out.append((d, float(np.median(serial)), float(np.median(threaded))))
+    return out

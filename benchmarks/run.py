@@ -433,7 +433,9 @@ def run_tools(suite: bool) -> Dict[str, tools.CommandTiming]:
     found = {
         "imports": tools.time_command(*tools.IMPORTS, repeats=3),
         "report": tools.time_command(*tools.REPORT, repeats=3),
+        "report-one": tools.time_command(*tools.REPORT_ONE, repeats=3),
         "paper": tools.time_command(*tools.PAPER),
+        "paper-one": tools.time_command(*tools.PAPER_ONE),
     }
     if suite:
         found["suite"] = tools.time_command(*tools.SUITE)
@@ -629,10 +631,11 @@ def workers_note(has_workers: bool) -> str:
             "default only."
         )
     return (
-        "**Workers: `workers=1` only.** `check_layer` has no `workers` option at this commit "
-        "(its signature is read at run time), so every figure of ours is one process, with BLAS "
-        "limited as stated: the issue's rows for all cores, and the check that 1 and all "
-        "workers give identical results, are not measured here."
+        "**Workers.** `gradcheck report`, `gradcheck paper` and `gradcheck mutants` run their "
+        "checks side by side in forked workers (`--workers`, default every core; the commands "
+        "are timed below with both). `check_layer` has no `workers` option at this commit (its "
+        "signature is read at run time), so every per-check figure of ours is one process, "
+        "with BLAS limited as stated."
     )
 
 
@@ -820,7 +823,9 @@ def tools_section(found: Dict[str, tools.CommandTiming]) -> List[str]:
     for key, (label, args) in (
         ("imports", tools.IMPORTS),
         ("report", tools.REPORT),
+        ("report-one", tools.REPORT_ONE),
         ("paper", tools.PAPER),
+        ("paper-one", tools.PAPER_ONE),
         ("suite", tools.SUITE),
     ):
         t = found.get(key)
@@ -1064,6 +1069,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         memory=memory_results,
         tools=tool_results,
         workers_option="workers" in inspect.signature(check_layer).parameters,
+        thread_scaling=machine.eigh_thread_scaling(),
     )
     text = render(args, problems, times, cross_check, elapsed, cpu_start, cpu_end, facts, measured)
     print(text)

@@ -60,6 +60,8 @@ class Measured:
     memory: List[dict]
     tools: Dict[str, CommandTiming]
     workers_option: bool
+    # (D, seconds on one thread, seconds on two) of a stacked eigh: what threads give here.
+    thread_scaling: List[Tuple[int, float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -362,14 +364,34 @@ def workers_target(m: Measured) -> Target:
         "every core: a `workers` option, identical verdicts and numbers for 1 and all workers, "
         "targets with all cores"
     )
+    parts = []
+    for label, key in (("gradcheck report", "report"), ("gradcheck paper", "paper")):
+        every, one = m.tools.get(key), m.tools.get(key + "-one")
+        if every is not None and one is not None and every.median and one.median:
+            parts.append(
+                f"`{label}` {fmt_time(every.median)} with every core against "
+                f"{fmt_time(one.median)} with `--workers 1` ({one.median / every.median:.2f}x)"
+            )
+    measured = "; ".join(parts) or "the commands were not timed"
+    measured += (
+        ". `report`, `paper` and `mutants` take `--workers` (default: the cores available), and "
+        "their reports are identical for 1 and 2 workers but for timings (tests)"
+    )
     if m.workers_option:
-        return Target(what, "`check_layer` has `workers=`; not measured by this benchmark", None)
+        return Target(what, measured + "; `check_layer` has `workers=`", None)
+    scaling = ", ".join(
+        f"{one / two:.2f}x at D = {d}" for d, one, two in m.thread_scaling if two > 0
+    )
     return Target(
         what,
-        "every figure here is `workers=1` (one process, BLAS and PyTorch limited as stated)",
+        measured + "; within one check every figure here is one process",
         False,
-        "`check_layer` has no `workers` option at this commit, so all-cores rows cannot be "
-        "measured",
+        "`check_layer` has no `workers` option. Two Python threads on a stacked eigh gave "
+        + (scaling or "(not measured)")
+        + " in this run, since NumPy's LAPACK calls hold the GIL for much of their time, and "
+        "threads would race on a layer's own state (a forward that stores `self.x` and reads it "
+        "back, or a parameter perturbed in place); one check across processes needs the layer "
+        "forked into each, which is not built",
     )
 
 

@@ -19,8 +19,11 @@ from typing import List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# With their default --workers (the cores available), and with one worker, the peer row.
 REPORT = ("gradcheck report", ("-m", "gradcheck", "report"))
 PAPER = ("gradcheck paper", ("-m", "gradcheck", "paper"))
+REPORT_ONE = ("gradcheck report --workers 1", ("-m", "gradcheck", "report", "--workers", "1"))
+PAPER_ONE = ("gradcheck paper --workers 1", ("-m", "gradcheck", "paper", "--workers", "1"))
 # The README's second command is `pip install -e '.[test]' && pytest`; the install is not timed.
 # --durations names the slowest tests (the measured cause when the suite is slow).
 SUITE = ("pytest", ("-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=5"))
