@@ -202,10 +202,12 @@ def test_isolated_and_in_process_reports_agree(runs):
 
 def interrupted_run(env: Dict[str, str], marker: Path, *args: str) -> Tuple[int, str, str, int]:
     """Start a report whose second check sleeps, press Ctrl-C once it has started (the first
-    row is done then), and return (exit status, stdout, stderr, the sleeping worker's pid)."""
+    row is done then: one worker runs the checks one after another), and return (exit status,
+    stdout, stderr, the sleeping worker's pid)."""
     env = {**env, "SLEEPS_MARKER": str(marker)}
+    layers = layer_args("Good", "Sleeps", "Good")
     proc = subprocess.Popen(
-        [*COMMAND, "report", *layer_args("Good", "Sleeps", "Good"), "--shape", "3x2", *args],
+        [*COMMAND, "report", *layers, "--shape", "3x2", "--workers", "1", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -253,6 +253,36 @@ def test_interrupting_an_isolated_run_keeps_finished_results_and_kills_the_worke
         os.kill(int(pid_file.read_text()), 0)
 
 
+def test_interrupting_concurrent_workers_keeps_every_finished_result_in_order(tmp_path):
+    pid_file = tmp_path / "pid"
+
+    class Sleeps(Sine):
+        def forward(self, x):
+            pid_file.write_text(str(os.getpid()))
+            time.sleep(30)
+
+    jobs = [job(spec("sine", Sine), seed=s) for s in range(3)]
+    jobs.insert(1, job(spec("sleeps", Sleeps)))
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def progress(done: int, total: int, j: Job) -> None:
+        if j.spec.name == "sleeps":  # the other worker finishes the three sines meanwhile
+            signal.setitimer(signal.ITIMER_REAL, 3.0)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(RunInterrupted) as stop:
+            run_jobs(jobs, RunOptions(), progress, isolate=True, workers=2)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [(r.layer, r.seed) for r in stop.value.results] == [("sine", s) for s in range(3)]
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(int(pid_file.read_text()), 0)
+
+
 def test_interrupting_an_in_process_run_keeps_finished_results():
     class Interrupts(Sine):
         def forward(self, x):
