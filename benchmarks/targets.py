@@ -388,10 +388,10 @@ def workers_target(m: Measured) -> Target:
         False,
         "`check_layer` has no `workers` option. Two Python threads on a stacked eigh gave "
         + (scaling or "(not measured)")
-        + " in this run, since NumPy's LAPACK calls hold the GIL for much of their time, and "
-        "threads would race on a layer's own state (a forward that stores `self.x` and reads it "
-        "back, or a parameter perturbed in place); one check across processes needs the layer "
-        "forked into each, which is not built",
+        + " in this run (as far as NumPy's LAPACK calls release the GIL), but threads would race "
+        "on a layer's own state: a forward that stores `self.x` and reads it back, or a "
+        "parameter the estimate perturbs in place, would mix two points' values with no error. "
+        "One check across processes needs the layer forked into each, which is not built",
     )
 
 

@@ -913,6 +913,56 @@ def _complex_step(
     return Estimate(value, error, "complex-step", np.asarray(step), n_directions, recovery, side)
 
 
+#: The real step of :func:`complex_step_holds`, as a fraction of ``max(1, max |x|)`` (about
+#: five-point's ``eps^(1/5)``, a power of 2 so that the stencil points are exact).
+HOLOMORPHY_STEP = 2.0**-10
+#: ... and the floor of a disagreement it counts, relative to the largest output's derivative:
+#: far below ``sqrt(eps)``, the tolerance of a check, so that a term the complex step cannot
+#: see is found long before it could hide a wrong gradient.
+HOLOMORPHY_FLOOR = 1e-10
+
+
+def complex_step_holds(outputs: Outputs, x: Array, v: Array) -> bool:
+    """Whether the complex step along ``v`` (shape of ``x``) gives, *output by output*, the
+    derivative that real differences give: the forward is holomorphic along ``v``.
+
+    A forward that is not (``abs``, ``maximum``, a comparison, ``.real``) loses that part of its
+    derivative in the imaginary part, and where it touches a single output the loss is far
+    below the rounding of any projection ``<J v, dy>`` over many outputs, so outputs are
+    compared one by one: five-point differences at ``h`` and ``2 h`` (``h`` =
+    ``HOLOMORPHY_STEP max(1, max |x|)``) give each output's derivative and its error (their
+    difference over 15, the ``h^4`` term, plus the rounding of the points), and an output whose
+    complex-step value differs by more than 8 such errors and ``HOLOMORPHY_FLOOR`` of the
+    largest derivative breaks the assumption. Anything non-finite counts as broken. 7 forward
+    evaluations.
+    """
+    eps = np.finfo(np.float64).eps
+    h = HOLOMORPHY_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+    offsets = np.array([1.0, -1.0, 2.0, -2.0, 4.0, -4.0]) * h
+    with np.errstate(all="ignore"):
+        real = np.asarray(
+            outputs(x[None] + offsets.reshape((-1,) + (1,) * x.ndim) * v[None]), dtype=np.float64
+        )
+        imaginary = np.asarray(outputs(x[None] + 1j * COMPLEX_STEP * v[None]))[0]
+        if not (np.all(np.isfinite(real)) and np.all(np.isfinite(imaginary))):
+            return False
+        complex_step = imaginary.imag / COMPLEX_STEP
+
+        def five_point(k: float) -> Array:
+            # Points at +-k h and +-2k h: rows (0, 1) for k = 1 with (2, 3); (2, 3) with (4, 5).
+            near, far = (0, 2) if k == 1.0 else (2, 4)
+            return (8.0 * (real[near] - real[near + 1]) - (real[far] - real[far + 1])) / (
+                12.0 * k * h
+            )
+
+        fine, coarse = five_point(1.0), five_point(2.0)
+        rounding = 3.0 * eps * np.max(np.abs(real), axis=0) / h
+        error = np.abs(fine - coarse) / 15.0 + rounding
+        floor = HOLOMORPHY_FLOOR * float(np.max(np.abs(fine), initial=0.0))
+        apart = np.abs(complex_step - fine) > 8.0 * error + floor
+    return not bool(np.any(apart))
+
+
 # A coarse Richardson estimate whose error estimate is below this fraction of the derivative's
 # size is as good as any finer candidate could make it, so those are only computed elsewhere.
 _RICHARDSON_GOOD_ENOUGH = 1e-10

@@ -10,6 +10,7 @@ from gradcheck.finite_diff import (
     STENCILS,
     _combine,
     base_step,
+    complex_step_holds,
     directional_derivatives,
     harness_rng,
     partial_derivatives,
@@ -160,3 +161,25 @@ def test_a_subset_that_moves_no_output_is_not_taken_for_a_constant_when_others_m
     assert subset.value[0] == 0.0 and subset.error[0] > 1e-12
     every = partial_derivatives(outputs, x, w)
     assert every.error[1] == subset.error[0]
+
+
+def _stack(f):
+    return lambda points: f(points.reshape(points.shape[0], -1))
+
+
+@pytest.mark.parametrize(
+    ("forward", "holds"),
+    [
+        (lambda p: np.sin(p) * np.exp(p / 3), True),
+        (lambda p: p**3 + 1e-6 * np.tanh(p), True),
+        # One output of 2,048 with |x|: the imaginary part loses its slope of 2e-5.
+        (lambda p: np.sin(p) + 2e-5 * np.abs(p) * (np.arange(p.shape[1]) == 7), False),
+        # A real part taken: the imaginary part is gone from one output altogether.
+        (lambda p: np.concatenate([np.sin(p[:, :-1]), np.real(p[:, -1:])], axis=1), False),
+    ],
+)
+def test_the_complex_step_is_held_to_real_differences_output_by_output(forward, holds):
+    x = harness_rng(0, 99).standard_normal(2048)
+    v = harness_rng(1, 99).standard_normal(2048)
+    assert complex_step_holds(_stack(forward), x, v) is holds
+

@@ -512,3 +512,50 @@ def test_bisection_isolates_a_single_wrong_entry_within_budget():
     assert result.status == "fail", result.explain()
     assert result.input.mode == "localized"
     assert result.input.comparison.worst[0].index == (321, 9)
+
+
+# -- the complex step needs a holomorphic forward, output by output ---------------------------
+
+
+class AbsOneEntry:
+    """``sin(x)`` plus ``2e-5 |x|`` at one entry: not holomorphic there."""
+
+    def __init__(self, right: bool) -> None:
+        self.right = right
+
+    def forward(self, x):
+        self.x = x
+        y = np.sin(x)
+        y[3, 5] = y[3, 5] + 2e-5 * np.abs(x[3, 5])
+        return y
+
+    def backward(self, dy):
+        g = np.cos(self.x)
+        if self.right:
+            g = g.copy()
+            g[3, 5] += 2e-5 * np.sign(self.x[3, 5])
+        return dy * g
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_complex_step_does_not_pass_a_wrong_backward_of_a_non_holomorphic_entry(mode):
+    """Found by an adversarial helper: the complex-step trial compared one projection
+    ``<J v, dy>`` over 2,048 outputs at 1e-6, where the one output with ``abs`` (whose
+    derivative the imaginary part loses) is lost, so the wrong backward passed and the right
+    one failed. The trial now compares output by output, finds the forward not holomorphic and
+    falls back to richardson, saying so."""
+    x = np.random.default_rng(0).standard_normal((64, 32))
+    wrong = check_layer(AbsOneEntry(right=False), x, seed=0, mode=mode, method="complex-step")
+    assert wrong.status == "fail", wrong.explain()
+    right = check_layer(AbsOneEntry(right=True), x, seed=0, mode=mode, method="complex-step")
+    assert right.status == "pass", right.explain()
+    for result in (wrong, right):
+        assert result.input.method.startswith("richardson")
+        assert "complex-step-unavailable" in [f.code for f in result.findings]
+
+
+def test_the_default_method_gets_the_non_holomorphic_entry_right():
+    """The twin of the xfail above, in the default mode: wrong fails, right passes."""
+    x = np.random.default_rng(0).standard_normal((64, 32))
+    assert check_layer(AbsOneEntry(right=False), x, seed=0).status == "fail"
+    assert check_layer(AbsOneEntry(right=True), x, seed=0).status == "pass"
