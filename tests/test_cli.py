@@ -429,7 +429,7 @@ def test_a_wrong_parameter_gradient_is_named(user_dir):
         "report", "--layer", "userlayers:BadParam", "--shape", "4x3", "--seed", "0", cwd=user_dir
     )
     assert proc.returncode == 1
-    assert "param 'w' (full, richardson): fail" in proc.stdout
+    assert "param 'w' (full, central+five-point+richardson): fail" in proc.stdout
     assert "input 'x' (full, central)" not in proc.stdout  # x passed its screen
     assert "    w[" in proc.stdout
 

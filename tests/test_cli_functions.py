@@ -238,7 +238,9 @@ def test_each_convention_runs_from_the_cli_and_its_twin_fails(conventions, name)
 def test_function_results_name_the_forwards_arguments(conventions):
     (r,) = json.loads(conventions["affine-buggy"].stdout)["results"]
     assert [a["name"] for a in r["arguments"]] == ["x", "w", "b"]
-    assert r["reason"].startswith("b: 3/3 entries beyond tolerance; worst at b[")
+    assert r["reason"].startswith(
+        "b: 3/3 entries beyond tolerance, confirmed by richardson; worst at b["
+    )
     (r,) = json.loads(conventions["mse-fn"].stdout)["results"]
     assert [a["name"] for a in r["arguments"]] == ["pred"] and r["shape"] == [8, 1]
     (r,) = json.loads(conventions["affine-buggy-wrt"].stdout)["results"]

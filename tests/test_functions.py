@@ -71,7 +71,9 @@ def test_arguments_are_named_and_ordered_as_the_signature():
     r = check_functions(C.affine_forward, C.affine_buggy_backward, X, W, B)
     assert [a.name for a in r.arguments] == ["x", "w", "b"]
     assert [a.kind for a in r.arguments] == ["input", "param", "param"]
-    assert r.reason.startswith("b: 3/3 entries beyond tolerance; worst at b[")
+    assert r.reason.startswith(
+        "b: 3/3 entries beyond tolerance, confirmed by richardson; worst at b["
+    )
     assert "param 'b'" in r.explain() and "b[2]" in r.explain()
 
 

@@ -82,7 +82,7 @@ def make_report(results, **kwargs):
 
 def test_explain_names_the_parameter_and_its_entries(results):
     text = explain(results["bad_w"])
-    assert "param 'w' (full, richardson): fail" in text
+    assert "param 'w' (full, central+five-point+richardson): fail" in text
     lines = text.splitlines()
     header = next(
         i for i, line in enumerate(lines) if line.split()[:3] == ["entry", "analytic", "numeric"]

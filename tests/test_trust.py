@@ -559,3 +559,47 @@ def test_the_default_method_gets_the_non_holomorphic_entry_right():
     x = np.random.default_rng(0).standard_normal((64, 32))
     assert check_layer(AbsOneEntry(right=False), x, seed=0).status == "fail"
     assert check_layer(AbsOneEntry(right=True), x, seed=0).status == "pass"
+
+
+# -- a longer stencil is held to the shorter one's estimate ----------------------------------
+
+
+class NoisyWiggle:
+    """``y = x + a sin(x / w) + noise(x)``: a wiggle of width ``w = 1e-4`` and slope ``a / w =
+    1e-6`` under a rounding-like noise of 1e-12 (a hash of the bits of ``x``). Central
+    differences (step 6e-6) see the wiggle but are too noisy to resolve the tolerance;
+    richardson's steps (0.018 and up) average it away, and agree, tightly, with a backward
+    that leaves the wiggle's slope out (``right=False``)."""
+
+    def __init__(self, right: bool, w: float = 1e-4, slope: float = 1e-6, noise: float = 1e-12):
+        self.right, self.w, self.a, self.noise = right, w, slope * w, noise
+
+    def forward(self, x):
+        self.x = x
+        bits = np.frombuffer(np.ascontiguousarray(x).tobytes(), dtype=np.uint64).reshape(x.shape)
+        hashed = (bits * np.uint64(2654435761)) % np.uint64(1000003)
+        return x + self.a * np.sin(x / self.w) + self.noise * (hashed / 1000003.0 - 0.5)
+
+    def backward(self, dy):
+        slope = self.a / self.w * np.cos(self.x / self.w) if self.right else 0.0
+        return dy * (1.0 + slope)
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_longer_stencil_that_smooths_away_a_feature_does_not_pass_a_wrong_backward(mode):
+    """Found by a wiggle under noise: the wrong backward passed (full mode: central, then
+    richardson for every entry; auto mode went straight to richardson after its screen). A
+    richardson estimate that disagrees with central's beyond both errors now carries the gap
+    in its error, and auto's full stage starts with central: inconclusive, not pass."""
+    x = np.random.default_rng(0).standard_normal((32, 16))
+    result = check_layer(NoisyWiggle(right=False), x, seed=0, mode=mode)
+    assert result.status != "pass", result.explain()
+
+
+def test_a_longer_stencil_agrees_with_the_shorter_one_where_nothing_is_hidden():
+    """The twin with a tenth of the noise: central resolves the wiggle, and the right backward
+    passes while the wrong one fails."""
+    x = np.random.default_rng(0).standard_normal((32, 16))
+    assert check_layer(NoisyWiggle(right=True, noise=1e-13), x, seed=0).status == "pass"
+    assert check_layer(NoisyWiggle(right=False, noise=1e-13), x, seed=0).status == "fail"
+
