@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from gradcheck.cli import build_parser
+from gradcheck.cli.report import run_options
 from gradcheck.isolation import (
     Crash,
     Worker,
@@ -337,24 +338,6 @@ NAMES = [
 ]
 
 
-def _cli_options(args: Any) -> RunOptions:
-    """The job options as the command line builds them (gradcheck/cli.py's cmd_report), under
-    the name it uses."""
-    return RunOptions(
-        mode=args.mode,
-        method=args.method,
-        rtol=args.rtol,
-        atol=args.atol,
-        directions=args.directions,
-        budget=args.budget,
-        allow_float32=args.allow_float32,
-        dtype=args.dtype,
-        layer_options={"eps": args.eps},
-        timeout=args.timeout,
-        escalate=args.escalate,
-    )
-
-
 @pytest.mark.parametrize("extra, said", REPORT_ARGS)
 @pytest.mark.parametrize("name, named", NAMES)
 def test_the_reproduce_command_follows_the_command_lines_rules(name, named, extra, said):
@@ -364,7 +347,7 @@ def test_the_reproduce_command_follows_the_command_lines_rules(name, named, extr
     else:
         layer_spec = LayerSpec(name=name, factory=lambda: None)
     words = reproduce_command(
-        layer_spec, (8, 3), 1, _cli_options(args), reseed_global_rng=args.reseed_global_rng
+        layer_spec, (8, 3), 1, run_options(args), reseed_global_rng=args.reseed_global_rng
     )
     assert words == f"gradcheck report {named} --shape 8x3 --seed 1 {said}"
 
@@ -374,7 +357,7 @@ def test_the_reproduce_command_of_a_function_names_it_by_its_words():
     layer_spec = LayerSpec(name="affine", factory=lambda: None, prepare=lambda *a: a)
     function_words = ["--pair", "course_layers:affine", "--input", "x=4x5"]
     words = reproduce_command(
-        layer_spec, (4, 5), 3, _cli_options(args), function_words=function_words
+        layer_spec, (4, 5), 3, run_options(args), function_words=function_words
     )
     assert words == (
         "gradcheck report --pair course_layers:affine --input x=4x5 --seed 3 --mode full "

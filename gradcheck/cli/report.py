@@ -324,6 +324,23 @@ def _function_words(args: argparse.Namespace) -> List[str]:
     return words
 
 
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The options of every job, from ``gradcheck report``'s parsed arguments."""
+    return RunOptions(
+        mode=args.mode,
+        method=args.method,
+        rtol=args.rtol,
+        atol=args.atol,
+        directions=args.directions,
+        budget=args.budget,
+        allow_float32=args.allow_float32,
+        dtype=args.dtype,
+        layer_options={"eps": args.eps},
+        timeout=args.timeout,
+        escalate=args.escalate,
+    )
+
+
 def reproduce_command(
     spec: LayerSpec,
     shape: Sequence[int],
@@ -378,19 +395,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (plot.MatplotlibMissing, ValueError) as exc:
             raise UsageError(str(exc)) from exc
     specs = select_specs(args)
-    options = RunOptions(
-        mode=args.mode,
-        method=args.method,
-        rtol=args.rtol,
-        atol=args.atol,
-        directions=args.directions,
-        budget=args.budget,
-        allow_float32=args.allow_float32,
-        dtype=args.dtype,
-        layer_options={"eps": args.eps},
-        timeout=args.timeout,
-        escalate=args.escalate,
-    )
+    options = run_options(args)
     jobs = plan_jobs(specs, args, options)
     notes = []
     if args.dtype == "float32":
