@@ -1,4 +1,5 @@
-"""Command-line argument types shared by every ``gradcheck`` subcommand, and the usage error.
+"""Command-line argument types shared by every ``gradcheck`` subcommand, the usage error, and
+the ``--workers`` option of the subcommands that run many checks.
 
 Each type is a function ``text -> value`` for ``argparse``'s ``type=``: it returns the parsed
 value or raises ``argparse.ArgumentTypeError`` with a message that shows the bad text and what
@@ -14,6 +15,7 @@ import math
 from typing import Any, Callable, Optional, Tuple
 
 from . import literals
+from .isolation import available_cores
 from .targets import TargetSpec, parse_target
 
 
@@ -125,8 +127,27 @@ def positive_int(text: str) -> int:
     return _bounded(value, value >= 1, "an integer >= 1", text)
 
 
+def add_workers_option(parser: Any, doing: str, same: str) -> None:
+    """Add ``--workers N`` to ``parser``: ``doing`` says what N bounds ("run up to N checks"),
+    ``same`` what stays the same for any N. Read it back with :func:`workers_of`."""
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"{doing} at once, each in its own worker process (default: the cores this process "
+        f"may use); {same}",
+    )
+
+
+def workers_of(args: argparse.Namespace) -> int:
+    """``--workers`` as given, or the cores this process may use."""
+    return available_cores() if args.workers is None else int(args.workers)
+
+
 __all__ = [
     "UsageError",
+    "add_workers_option",
     "nonnegative_float",
     "nonnegative_int",
     "parse_entry",
@@ -137,4 +158,5 @@ __all__ = [
     "parse_target_option",
     "positive_float",
     "positive_int",
+    "workers_of",
 ]

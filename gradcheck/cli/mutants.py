@@ -16,9 +16,8 @@ import json
 import sys
 from typing import Any
 
-from ..argtypes import parse_seed, positive_int
+from ..argtypes import add_workers_option, parse_seed, workers_of
 from ..battery import BATTERY_SEEDS
-from ..isolation import available_cores
 from ..mutation import render_mutation_markdown, render_mutation_text, run_mutation_test
 from ..report import write_atomic
 from .common import EXIT_FAIL, EXIT_OK, check_output_path, wrap
@@ -55,14 +54,7 @@ def add_mutants_command(subparsers: Any) -> argparse.ArgumentParser:
     mut.add_argument(
         "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
     )
-    mut.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="run up to N batteries at once, each in its own worker process (default: the cores "
-        "this process may use); the report is the same for any N",
-    )
+    add_workers_option(mut, "run up to N batteries", "the report is the same for any N")
     mut.set_defaults(handler=cmd_mutants)
     return mut
 
@@ -79,7 +71,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     report = run_mutation_test(
         mutant_catalogue(),
         seeds=args.seed or BATTERY_SEEDS,
-        workers=available_cores() if args.workers is None else args.workers,
+        workers=workers_of(args),
     )
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"

@@ -24,6 +24,7 @@ import numpy as np
 from .. import plot
 from ..argtypes import (
     UsageError,
+    add_workers_option,
     nonnegative_float,
     nonnegative_int,
     parse_input,
@@ -33,11 +34,11 @@ from ..argtypes import (
     parse_target_option,
     positive_float,
     positive_int,
+    workers_of,
 )
 from ..check import MODES
 from ..compare import default_rtol
 from ..finite_diff import METHODS
-from ..isolation import available_cores
 from ..literals import format_shape
 from ..progress import Progress
 from ..registry import LayerSpec, entry_point_errors
@@ -271,13 +272,8 @@ def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
         help="stop a single check after this long and report it as an error "
         f"(default {DEFAULT_TIMEOUT:g})",
     )
-    met.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="run up to N checks at once, each in its own worker process (default: the cores "
-        "this process may use); every check's verdict and numbers are the same for any N",
+    add_workers_option(
+        met, "run up to N checks", "every check's verdict and numbers are the same for any N"
     )
     met.add_argument(
         "--no-isolate",
@@ -417,7 +413,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 options,
                 progress.update if progress else None,
                 isolate=args.isolate,
-                workers=available_cores() if args.workers is None else args.workers,
+                workers=workers_of(args),
             )
     except RunInterrupted as stop:
         # Ctrl-C: the checks that finished are still worth a report.

@@ -12,8 +12,7 @@ import importlib.util
 import sys
 from typing import Any, Optional
 
-from ..argtypes import parse_seed, positive_int
-from ..isolation import available_cores
+from ..argtypes import add_workers_option, parse_seed, positive_int, workers_of
 from ..progress import Progress
 from ..report import write_atomic
 
@@ -74,14 +73,7 @@ def add_paper_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the gap study's plot to FILE (PNG; implies --gap-study; needs matplotlib)",
     )
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="measure up to N variants at once, each in its own worker process (default: the "
-        "cores this process may use); the report is the same for any N",
-    )
+    add_workers_option(p, "measure up to N variants", "the report is the same for any N")
     p.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     p.set_defaults(handler=cmd_paper)
     return p
@@ -118,7 +110,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
             args.examples,
             gap=gap,
             progress=progress.show if progress else None,
-            workers=available_cores() if args.workers is None else args.workers,
+            workers=workers_of(args),
         )
     finally:
         if progress is not None:
