@@ -35,6 +35,7 @@ from .finite_diff import (
     RECOVERY_NONE,
     RECOVERY_TEXT,
     Estimate,
+    apart,
     base_step,
     complex_step_holds,
     directional_derivatives,
@@ -105,9 +106,6 @@ COARSENING: Tuple[float, ...] = (16.0, 256.0, 4096.0)
 # can then hide in up to (1 + 2 x 8) own tolerances, about 2.5e-7 of the entry, inside the
 # default check's target of 1e-6 (TARGET_ENTRY_ERROR).
 COARSE_TRIGGER = 8.0
-# A larger-step estimate stands only where it agrees with the estimate before it within this
-# many times their combined errors: one that does not has met the function's curvature.
-COARSE_AGREEMENT = 3.0
 
 # Inputs at least this large are evaluated with single-threaded BLAS: the stacked evaluations
 # are many tiny matrix problems, where BLAS threads cost far more than they save.
@@ -539,8 +537,9 @@ class _Checker:
         above ``COARSE_TRIGGER`` times their own tolerance ``atol + rtol |n_i|``, at most
         ``REFINEMENT_CAP``, the largest errors first) are estimated with richardson at each
         step of ``COARSENING`` times the base one, where rounding matters less; a level's
-        estimate replaces the one before it where its error is smaller and the two agree within
-        ``COARSE_AGREEMENT`` times their combined errors, and an entry stops at the first level
+        estimate replaces the one before it where its error is smaller and the two agree
+        (:func:`gradcheck.finite_diff.apart`: one that does not has met the function's
+        curvature), and an entry stops at the first level
         that resolves it (or whose estimate it rejects).
         A failure this shows is confirmed at smaller steps like any other (:meth:`confirm_full`);
         entries still resolved only at the floor are named in a finding.
@@ -579,12 +578,12 @@ class _Checker:
                 others_move=True,
             )
             evaluations += level.evaluations
-            with np.errstate(invalid="ignore", over="ignore"):
-                new_error = level.error + rounding[pending]
-                agrees = np.abs(level.value - value[pending]) <= COARSE_AGREEMENT * (
-                    error[pending] + new_error
-                )
-                take = np.isfinite(level.value) & (new_error < error[pending]) & agrees
+            new_error = level.error + rounding[pending]
+            take = (
+                np.isfinite(level.value)
+                & (new_error < error[pending])
+                & ~apart(level.value, new_error, value[pending], error[pending])
+            )
             value[pending[take]] = level.value[take]
             error[pending[take]] = new_error[take]
             step[pending[take]] = level.step[take]
@@ -730,14 +729,14 @@ class _Checker:
             # disagree beyond their errors, the gap between them is added to the error, so that
             # the smoother function's derivative is not taken for the layer's.
             before = value.flat[unresolved]
+            smoothed = (
+                np.isfinite(before)
+                & np.isfinite(fine.error)
+                & apart(fine.value, fine.error, before, error.flat[unresolved])
+            )
             with np.errstate(invalid="ignore", over="ignore"):
                 gap = np.abs(fine.value - before)
-                apart = (
-                    np.isfinite(before)
-                    & np.isfinite(fine.error)
-                    & (gap > COARSE_AGREEMENT * (fine.error + error.flat[unresolved]))
-                )
-            fine_error = np.where(apart, fine.error + gap, fine.error)
+            fine_error = np.where(smoothed, fine.error + gap, fine.error)
             take = (fine_error < error.flat[unresolved]) | disagrees.flat[unresolved]
             value.flat[unresolved[take]] = fine.value[take]
             error.flat[unresolved[take]] = (

@@ -602,15 +602,28 @@ def _frozen_floor(
     return spent
 
 
+#: Two estimates of one derivative agree when they differ by at most this many times their
+#: combined error estimates (successive levels near a pole, a finer step against a coarser one,
+#: a longer stencil against a shorter one); beyond it, one of them is not what its error says.
+AGREEMENT = 3.0
+
+
+def apart(a: Array, error_a: Array, b: Array, error_b: Array) -> Array:
+    """Where the estimates ``a +- error_a`` and ``b +- error_b`` differ by more than
+    ``AGREEMENT`` times their combined errors (elementwise; ``False`` where anything is NaN)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(a - b) > AGREEMENT * (error_a + error_b)
+
+
 def _consistent_level(levels: Sequence[_Raw]) -> Tuple[Array, Array]:
     """Per direction, the level to keep among estimates at steps shrinking level by level.
 
-    The coarsest pair of successive finite levels whose values agree within three times their
-    combined error estimates is taken as converged. Their difference bounds the errors: the
-    leading ``h^2`` term shrinks 256-fold from one level to the next, so the coarser is off by
-    about the difference and the finer by about the difference over ``16^2 - 1`` (an
-    overestimate for higher orders). Each error is raised (in place, on ``levels``) to at
-    least that, and the one of the two with the smaller error is chosen.
+    The coarsest pair of successive finite levels whose values agree (within ``AGREEMENT``
+    times their combined error estimates) is taken as converged. Their difference bounds the
+    errors: the leading ``h^2`` term shrinks 256-fold from one level to the next, so the
+    coarser is off by about the difference and the finer by about the difference over
+    ``16^2 - 1`` (an overestimate for higher orders). Each error is raised (in place, on
+    ``levels``) to at least that, and the one of the two with the smaller error is chosen.
     A single level's own error estimate assumes the asymptotic regime, which near a pole or the
     edge of a domain the first finite step is often far from. Returns the chosen level (-1:
     none finite) and whether it was confirmed by such a pair (else it is the finest finite
@@ -623,7 +636,7 @@ def _consistent_level(levels: Sequence[_Raw]) -> Tuple[Array, Array]:
         a, b = levels[j], levels[j + 1]
         with np.errstate(invalid="ignore", over="ignore"):
             gap = np.abs(a.value - b.value)
-            ok = a.finite & b.finite & (gap <= 3.0 * (a.error + b.error)) & ~agreed
+            ok = a.finite & b.finite & (gap <= AGREEMENT * (a.error + b.error)) & ~agreed
         a.error[ok] = np.maximum(a.error[ok], gap[ok])
         b.error[ok] = np.maximum(b.error[ok], gap[ok] / 255.0)
         choice[ok] = np.where(b.error[ok] < a.error[ok], j + 1, j)
@@ -929,38 +942,32 @@ def complex_step_holds(outputs: Outputs, x: Array, v: Array) -> bool:
     A forward that is not (``abs``, ``maximum``, a comparison, ``.real``) loses that part of its
     derivative in the imaginary part, and where it touches a single output the loss is far
     below the rounding of any projection ``<J v, dy>`` over many outputs, so outputs are
-    compared one by one: five-point differences at ``h`` and ``2 h`` (``h`` =
-    ``HOLOMORPHY_STEP max(1, max |x|)``) give each output's derivative and its error (their
-    difference over 15, the ``h^4`` term, plus the rounding of the points), and an output whose
+    compared one by one: five-point differences (``h`` = ``HOLOMORPHY_STEP max(1, max |x|)``,
+    combined by :func:`_combine`) give each output's derivative and its error (the ``h^4``
+    term, plus the rounding of the points), and an output whose
     complex-step value differs by more than 8 such errors and ``HOLOMORPHY_FLOOR`` of the
     largest derivative breaks the assumption. Anything non-finite counts as broken. 7 forward
     evaluations.
     """
     eps = np.finfo(np.float64).eps
     h = HOLOMORPHY_STEP * max(1.0, float(np.max(np.abs(x), initial=0.0)))
-    offsets = np.array([1.0, -1.0, 2.0, -2.0, 4.0, -4.0]) * h
+    offsets = STENCILS["five-point"].offsets
+    signed = np.repeat(np.asarray(offsets), 2) * np.tile([1.0, -1.0], len(offsets)) * h
     with np.errstate(all="ignore"):
         real = np.asarray(
-            outputs(x[None] + offsets.reshape((-1,) + (1,) * x.ndim) * v[None]), dtype=np.float64
+            outputs(x[None] + signed.reshape((-1,) + (1,) * x.ndim) * v[None]), dtype=np.float64
         )
         imaginary = np.asarray(outputs(x[None] + 1j * COMPLEX_STEP * v[None]))[0]
         if not (np.all(np.isfinite(real)) and np.all(np.isfinite(imaginary))):
             return False
-        complex_step = imaginary.imag / COMPLEX_STEP
-
-        def five_point(k: float) -> Array:
-            # Points at +-k h and +-2k h: rows (0, 1) for k = 1 with (2, 3); (2, 3) with (4, 5).
-            near, far = (0, 2) if k == 1.0 else (2, 4)
-            return (8.0 * (real[near] - real[near + 1]) - (real[far] - real[far + 1])) / (
-                12.0 * k * h
-            )
-
-        fine, coarse = five_point(1.0), five_point(2.0)
-        rounding = 3.0 * eps * np.max(np.abs(real), axis=0) / h
-        error = np.abs(fine - coarse) / 15.0 + rounding
-        floor = HOLOMORPHY_FLOOR * float(np.max(np.abs(fine), initial=0.0))
-        apart = np.abs(complex_step - fine) > 8.0 * error + floor
-    return not bool(np.any(apart))
+        # Output by output, the central difference at each offset, combined as five-point
+        # estimates are everywhere else (its truncation estimate is the h^4 term).
+        d = [(real[2 * k] - real[2 * k + 1]) / (2.0 * s * h) for k, s in enumerate(offsets)]
+        value, truncation, _, _ = _combine("five-point", d)
+        error = truncation + 3.0 * eps * np.max(np.abs(real), axis=0) / h
+        floor = HOLOMORPHY_FLOOR * float(np.max(np.abs(value), initial=0.0))
+        broken = np.abs(imaginary.imag / COMPLEX_STEP - value) > 8.0 * error + floor
+    return not bool(np.any(broken))
 
 
 # A coarse Richardson estimate whose error estimate is below this fraction of the derivative's
@@ -1239,14 +1246,12 @@ def steady_under_refinement(
             outputs, x, w, directions, n_directions, base * shrink, method="five-point", chunk=chunk
         )
         evaluations += level.evaluations
-        with np.errstate(invalid="ignore", over="ignore"):
-            # A finer estimate that fails its own convergence test (error inf) still has a
-            # value: the function bends at that step too, and a value far from the original's
-            # is what shows it.
-            own = np.where(np.isfinite(level.error), level.error, 0.0)
-            apart = np.isfinite(level.value) & (np.abs(level.value - value) > 3.0 * (error + own))
-        first = apart & steady
+        # A finer estimate that fails its own convergence test (error inf) still has a value:
+        # the function bends at that step too, and a value far from the original's shows it.
+        own = np.where(np.isfinite(level.error), level.error, 0.0)
+        moved = np.isfinite(level.value) & apart(level.value, own, value, error)
+        first = moved & steady
         moved_value[first] = level.value[first]
         moved_step[first] = level.step[first]
-        steady &= ~apart
+        steady &= ~moved
     return Refinement(steady, moved_value, moved_step, evaluations)
