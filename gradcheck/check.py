@@ -551,12 +551,15 @@ class _Checker:
             np.array(a, dtype=np.float64).ravel() for a in (est.value, est.error, est.step)
         )
 
-        def own_unresolved() -> Array:
+        def beyond_own(idx: Array) -> Array:
+            """Which of the flat entries ``idx`` have an error over ``COARSE_TRIGGER`` times
+            their own tolerance (never one whose error is not finite)."""
             with np.errstate(invalid="ignore"):
-                own = cmp.atol + cmp.rtol * np.abs(value)
-                return np.flatnonzero(np.isfinite(error) & (error > COARSE_TRIGGER * own))
+                own = cmp.atol + cmp.rtol * np.abs(value[idx])
+                return np.isfinite(error[idx]) & (error[idx] > COARSE_TRIGGER * own)
 
-        pending = own_unresolved()
+        everything = np.arange(value.size)
+        pending = everything[beyond_own(everything)]
         if not pending.size:
             return est, cmp
         order = pending[np.argsort(-error[pending], kind="stable")]
@@ -587,10 +590,8 @@ class _Checker:
             value[pending[take]] = level.value[take]
             error[pending[take]] = new_error[take]
             step[pending[take]] = level.step[take]
-            with np.errstate(invalid="ignore"):
-                own = cmp.atol + cmp.rtol * np.abs(value[pending])
             # An entry whose estimate met the function's curvature goes no further either.
-            pending = pending[take & (error[pending] > COARSE_TRIGGER * own)]
+            pending = pending[take & beyond_own(pending)]
         shape = np.shape(analytic)
         est = dataclasses.replace(
             est,
@@ -605,7 +606,7 @@ class _Checker:
         if cmp.status == "fail":
             est, cmp = self.confirm_full(key, analytic, est, cmp)
         if cmp.status == "pass":
-            left = own_unresolved()
+            left = everything[beyond_own(everything)]
             if left.size:
                 worst = int(left[np.argmax(error[left])])
                 where = _entry_label(key, tuple(int(i) for i in np.unravel_index(worst, shape)))

@@ -284,6 +284,39 @@ def run_concurrently(
             worker.close()
 
 
+class WorkerFailed(RuntimeError):
+    """A task of :func:`map_concurrently` ended its worker without a result (the harness's own
+    work, where a crash is a bug rather than a row of a report)."""
+
+
+def map_concurrently(
+    task: Callable[[int], Any],
+    count: int,
+    workers: int,
+    done: Optional[Callable[[int], None]] = None,
+) -> List[Any]:
+    """``[task(0), ..., task(count - 1)]``, run by :func:`run_concurrently` on up to ``workers``
+    children when there are more than one (and ``fork``), else in this process, one after
+    another. ``done(index)`` is called as each task ends. Raises :class:`WorkerFailed` when a
+    child returns no result.
+    """
+    if workers <= 1 or count <= 1 or not can_fork():
+        results = []
+        for index in range(count):
+            results.append(task(index))
+            if done is not None:
+                done(index)
+        return results
+    finished: Dict[int, Any] = {}
+    for index, outcome, _ in run_concurrently(task, count, workers):
+        if isinstance(outcome, Crash):
+            raise WorkerFailed(f"a worker process failed: {outcome.message}")
+        finished[index] = outcome[1]
+        if done is not None:
+            done(index)
+    return [finished[i] for i in range(count)]
+
+
 def wait_for_any(conns: List[Optional[Connection]], timeout: float) -> None:
     """Return when one of ``conns`` has something to read (an answer, or the end of a child
     that died), or after ``timeout`` seconds."""

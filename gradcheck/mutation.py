@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .battery import BATTERY_SEEDS, battery_items, spec_items
-from .isolation import Crash, can_fork, run_concurrently
+from .isolation import map_concurrently
 from .registry import registered_layers
 from .result import CheckResult
 
@@ -183,28 +183,14 @@ def run_mutation_test(
     """
     chosen = [m for m in mutants if only is None or only in m.name]
     batteries = [
-        (lambda m=m: battery_items(m.name, m.factory, input=m.input, shapes=m.shapes, seeds=seeds))
+        battery_items(m.name, m.factory, input=m.input, shapes=m.shapes, seeds=seeds)
         for m in chosen
     ]
     if include_correct:
-        batteries += [
-            (lambda spec=spec: spec_items(spec, seeds=seeds)) for spec in registered_layers()
-        ]
-
-    def run_battery(index: int) -> List[CheckResult]:
-        return [item.run() for item in batteries[index]()]
-
-    if workers > 1 and can_fork() and len(batteries) > 1:
-        runs: Dict[int, List[CheckResult]] = {}
-        for index, outcome, _ in run_concurrently(run_battery, len(batteries), workers):
-            if isinstance(outcome, Crash):
-                raise RuntimeError(
-                    f"mutation self-test: a worker process failed: {outcome.message}"
-                )
-            runs[index] = outcome[1]
-        results = [runs[i] for i in range(len(batteries))]
-    else:
-        results = [run_battery(i) for i in range(len(batteries))]
+        batteries += [spec_items(spec, seeds=seeds) for spec in registered_layers()]
+    results: List[List[CheckResult]] = map_concurrently(
+        lambda index: [item.run() for item in batteries[index]], len(batteries), workers
+    )
     outcomes = [
         MutantOutcome(m.name, m.base, m.mistake, r, m.signature) for m, r in zip(chosen, results)
     ]

@@ -26,8 +26,10 @@ from gradcheck.cli.report import run_options
 from gradcheck.isolation import (
     Crash,
     Worker,
+    WorkerFailed,
     can_fork,
     describe_status,
+    map_concurrently,
     run_concurrently,
     signal_label,
 )
@@ -165,6 +167,21 @@ def test_tasks_run_at_once_on_several_workers(tmp_path):
 
     outcomes = sorted((index, outcome) for index, outcome, _ in run_concurrently(task, 2, 2))
     assert outcomes == [(0, (True, 0)), (1, (True, 1))]
+
+
+def test_map_concurrently_keeps_the_order_and_a_crash_is_an_error():
+    ended: List[int] = []
+    assert map_concurrently(lambda i: i * i, 5, 2, done=ended.append) == [0, 1, 4, 9, 16]
+    assert sorted(ended) == list(range(5))
+    assert map_concurrently(lambda i: i * i, 5, 1) == [0, 1, 4, 9, 16]
+
+    def task(i: int) -> int:
+        if i == 2:
+            os._exit(3)
+        return i
+
+    with pytest.raises(WorkerFailed, match="exited with status 3"):
+        map_concurrently(task, 4, 2)
 
 
 def test_a_crashing_worker_is_one_row_and_the_next_job_still_runs():

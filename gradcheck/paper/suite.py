@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..compare import default_rtol
-from ..isolation import Crash, can_fork, run_concurrently
+from ..isolation import can_fork, map_concurrently
 from .cases import (
     DRAW_COND_MAX,
     DRAW_MAX_D,
@@ -141,17 +141,18 @@ def run_paper_suite(
         return gap_study(seed, eps=eps, on_step=on_step)
 
     if workers > 1 and can_fork() and len(steps) > 1:
-        parts: Dict[int, Any] = {}
-        for index, outcome, _ in run_concurrently(
-            lambda i: part(i, lambda label: None), len(steps), workers
-        ):
-            if isinstance(outcome, Crash):
-                raise RuntimeError(f"gradcheck paper: a worker process failed: {outcome.message}")
-            parts[index] = outcome[1]
+        ended: List[int] = []
+
+        def finished(index: int) -> None:
+            # Progress by part, as each ends (a step's label is not seen from here).
+            ended.append(index)
             done[0] += steps[index]
             if progress is not None and done[0] < total:
-                progress(done[0], total, f"{len(parts)} of {len(steps)} parts measured")
-        measured = [parts[i] for i in range(len(steps))]
+                progress(done[0], total, f"{len(ended)} of {len(steps)} parts measured")
+
+        measured = map_concurrently(
+            lambda i: part(i, lambda label: None), len(steps), workers, done=finished
+        )
     else:
         measured = [part(i, step) for i in range(len(steps))]
     verdicts: List[VariantVerdict] = measured[: len(variants)]
