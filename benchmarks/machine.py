@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,8 +224,6 @@ def eigh_thread_scaling(
     the median seconds of a batched ``eigh`` plus reconstruction of ``batch`` D x D matrices,
     run as two halves one after the other and then on two threads at once (BLAS limited to one
     thread each). Threads help only as far as NumPy's LAPACK calls release the GIL."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def work(a: np.ndarray) -> np.ndarray:
         w, v = np.linalg.eigh(a)
         return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
