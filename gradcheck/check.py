@@ -1041,11 +1041,16 @@ class _Checker:
     def localize(self, key: str, analytic: Array, screen: ArgumentResult) -> ArgumentResult:
         """Find wrong entries by bisection within the budget, after a failed screen.
 
-        Each test estimates one directional derivative along a Gaussian direction supported on
-        a block of entries and compares it with the analytic projection; a block that
-        disagrees is split in two and both halves are tested, worst first. ``k`` wrong entries
-        among ``n`` cost about ``2 k log2(n)`` tests of 5 evaluations each. The screen's
-        failure stands whatever the budget allows; the entries named are those isolated.
+        One Gaussian direction ``v`` over every entry; a block of entries is tested by the
+        directional derivative along ``v`` restricted to it (along the unit vector for a single
+        entry), compared with the analytic projection. The derivatives of a block's two halves
+        add up to the block's, so one half is estimated and the other's follows by subtraction,
+        with both errors; where that leaves it unresolved, or names a single entry, it is
+        estimated too. A block that disagrees is split, the smallest block first (the worst
+        among equals): the search reaches single entries before it widens, so ``k`` wrong
+        entries among ``n`` cost about ``k log2(n / k)`` tests, and an error spread over every
+        entry about one test per entry named. An entry is named only from its own estimate.
+        The screen's failure stands whatever the budget allows.
         """
         base, outputs, kind = self.argument(key)
         purpose = PURPOSE_LOCALIZE + (0 if key == "x" else 1 + self.param_keys.index(key))
@@ -1053,26 +1058,38 @@ class _Checker:
         method = screen.method if screen.method in ("central", "five-point") else "central"
         typical = typical_scale(base)
         flat_a = analytic.ravel()
+        v_all = rng.standard_normal(flat_a.size)
         atol_scale = self.rtol * DIRECTIONAL_FLOOR
+        unit_step = base_step(method, np.zeros(1), typical=typical)
+        cost = 1 + points_per_direction(method)
         spent = 0
         found: List[Entry] = []
         smallest_bad = analytic.size
-        cost = 1 + points_per_direction(method)
-        heap: List[Tuple[float, int, Array]] = []
-        counter = 0
 
-        def test(block: Array) -> Tuple[float, Optional[Entry], int]:
-            """Badness of ``block`` (> 1: it disagrees) and, for one entry, its comparison."""
+        def weights(block: Array) -> Array:
+            return v_all[block] if block.size > 1 else np.ones(1)
+
+        def measured(block: Array) -> Tuple[float, float]:
+            """The derivative along ``weights(block)`` on ``block``, and its error."""
+            nonlocal spent
             v_flat = np.zeros(flat_a.size)
-            v_flat[block] = rng.standard_normal(block.size) if block.size > 1 else 1.0
+            v_flat[block] = weights(block)
             v = v_flat.reshape((1, *base.shape))
-            step = base_step(method, np.zeros(1), typical=typical) / np.max(np.abs(v_flat))
+            step = unit_step / np.max(np.abs(v_flat))
             est = directional_derivatives(
                 outputs, base, self.dy, lambda idx: v, 1, step, method=method, chunk=self.chunk
             )
-            proj = float(np.sum(flat_a[block] * v_flat[block]))
+            spent += est.evaluations
+            return float(est.value[0]), float(est.error[0])
+
+        def judged(block: Array, value: float, error: float) -> Tuple[str, float, Optional[Entry]]:
+            """The comparison's status for ``block``, its badness (> 1: it disagrees) and, for
+            a single entry that disagrees, the entry."""
+            proj = float(np.dot(flat_a[block], weights(block)))
             atol = self.atol if self.atol is not None else atol_scale * scaled_norm(flat_a[block])
-            cmp = compare(np.array([proj]), est.value, est.error, rtol=self.rtol, atol=atol)
+            cmp = compare(
+                np.array([proj]), np.array([value]), np.array([error]), rtol=self.rtol, atol=atol
+            )
             w = cmp.worst[0]
             badness = w.abs_error / max(w.tolerance + FAIL_MARGIN * w.error_estimate, 1e-300)
             if cmp.status != "fail":
@@ -1081,72 +1098,45 @@ class _Checker:
             if block.size == 1 and cmp.status == "fail":
                 index = tuple(int(i) for i in np.unravel_index(int(block[0]), analytic.shape))
                 entry = Entry(index, proj, w.numeric, w.error_estimate, w.tolerance)
-            return badness, entry, est.evaluations
+            return cmp.status, badness, entry
 
-        halves = [h for h in np.array_split(np.arange(flat_a.size), 2) if h.size]
-        bad_halves = 0
-        for block in halves:
-            badness, entry, used = test(block)
-            spent += used
-            if entry is not None:
-                found.append(entry)
-            elif badness > 1.0:
-                bad_halves += 1
-                smallest_bad = min(smallest_bad, block.size)
-                counter += 1
-                heapq.heappush(heap, (-badness, counter, block))
-        pending: List[Array] = []
-        sampled = 0
-        if bad_halves == len(halves) > 1:
-            # Wrong on both sides: the error is spread out, and a random sample of single
-            # entries names more of it per evaluation than bisection, which isolates one
-            # entry per ~2 log2(n) tests.
-            # Each sampled entry costs its stencil, and at most 2 points of probing for
-            # changes lost to rounding (entries far below the textbook step's scale).
-            sampled = max(0, (self.budget - spent - 1) // (points_per_direction(method) + 2))
-            sampled = min(sampled, flat_a.size)
-            if sampled:
-                idx = np.sort(rng.choice(flat_a.size, size=sampled, replace=False))
-                est = partial_derivatives(
-                    outputs, base, self.dy, method=method, indices=idx, chunk=self.chunk
-                )
-                spent += est.evaluations
-                part = compare(
-                    flat_a[idx],
-                    est.value,
-                    est.error,
-                    rtol=self.rtol,
-                    atol=self.atol,
-                    n_worst=max(self.n_worst, sampled),
-                )
-                for w in part.worst:
-                    if w.abs_error > w.tolerance + FAIL_MARGIN * w.error_estimate:
-                        index = np.unravel_index(int(idx[w.index[0]]), analytic.shape)
-                        found.append(
-                            Entry(
-                                tuple(int(i) for i in index),
-                                w.analytic,
-                                w.numeric,
-                                w.error_estimate,
-                                w.tolerance,
-                            )
-                        )
-            heap = []
-        while pending or heap:
-            while pending and spent + cost <= self.budget:
-                block = pending.pop()
-                badness, entry, used = test(block)
-                spent += used
-                if entry is not None:
-                    found.append(entry)
-                elif badness > 1.0:
-                    smallest_bad = min(smallest_bad, block.size)
+        # (size, -badness, order, block, derivative along its weights, its error): the
+        # smallest block that disagrees is split first.
+        heap: List[Tuple[int, float, int, Array, float, float]] = []
+        counter = 0
+        everything = np.arange(flat_a.size)
+        if flat_a.size > 1 and spent + cost <= self.budget:
+            # The whole is split whatever its own test says: the screen failed, and a
+            # cancellation along this one direction would not mean that its halves agree.
+            value, error = measured(everything)
+            heap.append((everything.size, -1.0, counter, everything, value, error))
+        while heap and spent + cost <= self.budget:
+            _, _, _, block, value, error = heapq.heappop(heap)
+            first, second = np.array_split(block, 2)
+            v_first, e_first = measured(first)
+            status, badness, entry = judged(first, v_first, e_first)
+            halves = [(first, v_first, e_first, badness, entry)]
+            # The second half's derivative along its own weights, by subtraction.
+            s_first = 1.0 if first.size > 1 else float(v_all[first[0]])
+            s_second = 1.0 if second.size > 1 else float(v_all[second[0]])
+            v_second = (value - s_first * v_first) / s_second
+            e_second = (error + abs(s_first) * e_first) / abs(s_second)
+            status, badness, entry = judged(second, v_second, e_second)
+            # An inferred single entry that disagrees is estimated itself before it is named.
+            if status == "inconclusive" or entry is not None:
+                if spent + cost <= self.budget:
+                    v_second, e_second = measured(second)
+                    status, badness, entry = judged(second, v_second, e_second)
+                else:
+                    badness, entry = 0.0, None
+            halves.append((second, v_second, e_second, badness, entry))
+            for half, v_half, e_half, bad, isolated in halves:
+                if isolated is not None:
+                    found.append(isolated)
+                elif half.size > 1 and bad > 1.0:
+                    smallest_bad = min(smallest_bad, half.size)
                     counter += 1
-                    heapq.heappush(heap, (-badness, counter, block))
-            if not heap or spent + cost > self.budget:
-                break
-            _, _, block = heapq.heappop(heap)
-            pending.extend(h for h in np.array_split(block, 2) if h.size)
+                    heapq.heappush(heap, (half.size, -bad, counter, half, v_half, e_half))
         found.sort(key=lambda e: -e.abs_error / max(e.tolerance + e.error_estimate, 1e-300))
         c = screen.comparison
         cmp = Comparison(
@@ -1162,12 +1152,7 @@ class _Checker:
             worst=found[: self.n_worst],
         )
         plural = "y" if len(found) == 1 else "ies"
-        if sampled:
-            named = (
-                f"showed the error on both halves of the entries, so a random sample of "
-                f"{sampled} entries was estimated: {len(found)} of them are wrong"
-            )
-        elif found:
+        if found:
             named = f"isolated {len(found)} wrong entr{plural}"
         else:
             named = f"the smallest block shown wrong has {smallest_bad} entries"
@@ -1186,7 +1171,7 @@ class _Checker:
             key,
             kind,
             "localized",
-            f"{method} ({'sample' if sampled else 'bisection'})",
+            f"{method} (bisection)",
             cmp,
             spent,
             resolves_entry=screen.resolves_entry,
