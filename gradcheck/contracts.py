@@ -14,6 +14,7 @@ Tier 1: below :mod:`gradcheck.check`, which uses it.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
@@ -214,7 +215,7 @@ class LayerCalls:
     # -- running the layer -------------------------------------------------------------------
     #
     # Every array handed to the layer is a private copy, kept in ``self.watched`` beside a copy
-    # of its value, and every parameter has a reference copy in ``self.params_ref``: after each
+    # of its value for as long as the layer holds it (or a view of it), and every parameter has a reference copy in ``self.params_ref``: after each
     # call into the layer all of them are compared (``check_arguments``), so a mutation is named
     # with the call that made it, whichever call that is. Parameters are restored at once, so
     # that later calls and the estimate run at the values the gradients were computed at.
@@ -222,7 +223,9 @@ class LayerCalls:
     def watch(self, name: str, value: Array) -> Array:
         """A private copy of ``value`` to hand to the layer, compared after every later call."""
         arg = np.array(value, copy=True)
-        self.watched.append((name, arg, value.copy()))
+        self.watched.append((name, weakref.ref(arg), value.copy()))
+        # Held until the call's own check_arguments, even if the layer keeps no reference.
+        self.handed.append(arg)
         return arg
 
     def forward(self, x: Optional[Array] = None, call: str = "forward") -> Any:
@@ -286,13 +289,18 @@ class LayerCalls:
             "x'": "its input (the nearby input x' of the stale-cache check)",
             "dy": "its argument dy",
         }
-        for name, arg, before in self.watched:
-            if (change := _changed(before, arg)) is not None:
+        # An array the layer no longer holds (nor a view of it) can change no more: its entry
+        # goes, so that a check does not keep two copies of every input it ever handed over.
+        self.watched[:] = [entry for entry in self.watched if entry[1]() is not None]
+        for name, ref, before in self.watched:
+            arg = ref()
+            if arg is not None and (change := _changed(before, arg)) is not None:
                 self.note_once(
                     "dy-mutated" if name == "dy" else "input-mutated",
                     name,
                     f"{call} modified {describe[name]} in place (max change {change:.3g})",
                 )
+        self.handed.clear()
         if not self.params_ref:
             return
         current = layer_params(self.layer)
@@ -345,7 +353,8 @@ class LayerCalls:
 
     def run_analytic(self) -> Dict[str, Array]:
         """Forward, backward, and the hygiene checks that need nothing numeric."""
-        self.watched: List[Tuple[str, Array, Array]] = []
+        self.watched: List[Tuple[str, weakref.ReferenceType[Array], Array]] = []
+        self.handed: List[Array] = []
         self.noted: Set[Tuple[str, str]] = set()
         before = layer_params(self.layer) if self.check_params else {}
         self.params = before
