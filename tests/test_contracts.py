@@ -688,7 +688,9 @@ class _ClipsTheGradient:
 def test_a_clip_on_the_gradient_is_not_linear(seed):
     result = check_layer(_ClipsTheGradient(), x_of(seed=seed), seed=seed)
     assert result.status == "fail", result.explain()
-    assert "c = 2^20, 2^-20 or -1" in message(result, "backward-not-linear")
+    assert "backward(c dy) differs from c backward(dy) for c = 2^" in message(
+        result, "backward-not-linear"
+    )
     # A bound no dy the check uses can reach is a correct backward.
     assert check_layer(_ClipsTheGradient(np.inf), x_of(seed=seed), seed=seed).status == "pass"
 
@@ -750,3 +752,35 @@ class _BranchesOnTheSignOfDy:
 def test_a_branch_on_the_sign_of_dy_is_not_linear(seed):
     result = check_layer(_BranchesOnTheSignOfDy(), x_of(seed=seed), seed=seed)
     assert result.status == "fail", result.explain()
+
+
+class _RescalesColumns:
+    """Found by an adversarial helper: ``y = x * s`` with ``s = [1e8, 1, 1, 1]`` per column; the
+    wrong backward doubles ``dx`` wherever ``dy < 0`` in the columns of 1. The linearity test
+    held every entry to rtol times the largest (about 5 here), and what it measured became the
+    entries' own error bars, so a 100% error passed in every mode."""
+
+    scale = np.array([1e8, 1.0, 1.0, 1.0])
+
+    def __init__(self, branch: bool) -> None:
+        self.branch = branch
+
+    def forward(self, x):
+        return x * self.scale
+
+    def backward(self, dy):
+        dx = dy * self.scale
+        if self.branch:
+            dx[:, 1:] *= np.where(dy[:, 1:] < 0, 2.0, 1.0)
+        return dx
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_branch_on_dy_in_small_entries_beside_a_large_one_is_not_linear(mode, seed):
+    x = np.random.default_rng(seed).standard_normal((8, 4))
+    result = check_layer(_RescalesColumns(branch=True), x, seed=seed, mode=mode)
+    assert result.status == "fail", result.explain()
+    assert "for c = -1 (at x[" in message(result, "backward-not-linear")
+    right = check_layer(_RescalesColumns(branch=False), x, seed=seed, mode=mode)
+    assert right.status == "pass", right.explain()
