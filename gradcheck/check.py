@@ -1195,7 +1195,14 @@ class _Checker:
             self.calls.check_batch_support(self.objective)
             self.calls.check_perturbable(self.objective)
             for key in ["x", *self.param_keys]:
-                results.append(self.estimate_argument(key, grads[key], screen))
+                result = self.estimate_argument(key, grads[key], screen)
+                if key in self.calls.unreachable and result.status != "inconclusive":
+                    # Its numerical gradient is zero whatever the truth (param-unreachable).
+                    result = dataclasses.replace(
+                        result,
+                        comparison=dataclasses.replace(result.comparison, status="inconclusive"),
+                    )
+                results.append(result)
         except SystemExit as exc:
             # The objective turns a layer's exceptions at perturbed points into NaN rows, but a
             # layer calling sys.exit() there ends the check (not the caller's process).

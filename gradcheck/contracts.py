@@ -30,6 +30,7 @@ from .streams import (
     PURPOSE_DY,
     PURPOSE_DY2,
     PURPOSE_FRESH_CACHE,
+    PURPOSE_PARAM_REACH,
     PURPOSE_STALE_CACHE,
     harness_rng,
 )
@@ -756,8 +757,21 @@ class LayerCalls:
         )
 
     def check_perturbable(self, objective: LayerObjective) -> None:
-        """A parameter the estimate cannot perturb in place is a warning: rebinding
-        ``params[key]`` is invisible to a forward that reads its own reference to the array."""
+        """Each parameter must be perturbed where the forward reads it.
+
+        A parameter that cannot be perturbed in place is a warning: the estimate rebinds
+        ``params[key]``, which a forward reading its own reference to the old array does not
+        see. Then one forward at a nearby value (each entry times ``1 + 1e-3 z``) tests whether
+        the perturbation moves any output. Where it moves none and the estimate does not write
+        into the array the layer holds (rebound, or ``params`` returns copies), the numerical
+        gradient is zero whatever the truth: the parameter is listed in ``unreachable`` and its
+        comparison becomes inconclusive (a zero backward passed, a right one failed). Where the
+        in-place perturbation moves nothing, the parameter is unused (or read from a copy made
+        earlier) and an optimizer's step on it would change nothing too: a warning, and its
+        gradient is held to zero as usual.
+        """
+        self.unreachable: Set[str] = set()
+        rng = harness_rng(self.seed, PURPOSE_PARAM_REACH)
         for key in self.param_keys:
             reason = objective.in_place_obstacle(key)
             if reason is not None:
@@ -771,3 +785,47 @@ class LayerCalls:
                         "perturbation, and its numerical gradient would be zero",
                     )
                 )
+            elif self._params_are_copies(key):
+                reason = "is a new copy on every read of layer.params"
+            if self._moves_an_output(objective, key, rng):
+                continue
+            if reason is not None:
+                self.unreachable.add(key)
+                self.findings.append(
+                    Finding(
+                        "param-unreachable",
+                        "warning",
+                        f"parameter {key!r} {reason}, and changing params[{key!r}] by 1e-3 of "
+                        "its size moved no output: the forward reads another array, so the "
+                        f"numerical gradient of {key!r} is zero whatever the truth and its check "
+                        "is inconclusive; let params hold, writable and float64, the very array "
+                        "the forward reads",
+                    )
+                )
+            else:
+                self.findings.append(
+                    Finding(
+                        "param-moves-nothing",
+                        "warning",
+                        f"changing params[{key!r}] in place by 1e-3 of its size moved no output: "
+                        "the forward does not read it (unused, or read from a copy made before), "
+                        "so an optimizer's step on it changes nothing either; its gradient is "
+                        "checked against zero",
+                    )
+                )
+
+    def _params_are_copies(self, key: str) -> bool:
+        first, second = layer_params(self.layer).get(key), layer_params(self.layer).get(key)
+        if not isinstance(first, np.ndarray) or not isinstance(second, np.ndarray):
+            return False
+        return first is not second and not np.shares_memory(first, second)
+
+    def _moves_an_output(
+        self, objective: LayerObjective, key: str, rng: np.random.Generator
+    ) -> bool:
+        """Whether one forward with ``params[key]`` at a nearby value gives another output."""
+        value = np.asarray(self.params[key], dtype=np.float64)
+        z = rng.standard_normal(value.shape)
+        moved = value * (1.0 + 1e-3 * z) if np.any(value) else 1e-3 * z
+        out = objective.outputs_param(key)(moved[None])
+        return not np.array_equal(np.asarray(out)[0], np.asarray(self.y, dtype=np.float64))

@@ -40,6 +40,10 @@ PURPOSE_BATCH_PROBE = 6
 #: The one Gaussian direction along which the fresh-cache check estimates the gradient at the
 #: stale-cache check's ``x'``, of the input's shape.
 PURPOSE_FRESH_CACHE = 7
+#: The factors ``1 + 1e-3 z`` of each parameter's nearby value in the reach probe (does the
+#: estimate's perturbation of ``params[key]`` move any output?), one parameter after another
+#: in sorted key order.
+PURPOSE_PARAM_REACH = 8
 #: The Gaussian directions of the directional screen: ``PURPOSE_DIRECTIONS + 0`` for the input
 #: ``x``, ``PURPOSE_DIRECTIONS + 1 + k`` for the ``k``-th parameter in sorted key order (so up to
 #: 989 parameters stay below :data:`PURPOSE_LOCALIZE`).

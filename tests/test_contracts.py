@@ -784,3 +784,66 @@ def test_a_branch_on_dy_in_small_entries_beside_a_large_one_is_not_linear(mode, 
     assert "for c = -1 (at x[" in message(result, "backward-not-linear")
     right = check_layer(_RescalesColumns(branch=False), x, seed=seed, mode=mode)
     assert right.status == "pass", right.explain()
+
+
+_W0 = np.random.default_rng(1).standard_normal((4, 3))
+
+
+class _ReadsItsOwnW:
+    """Found by an adversarial helper: the forward reads ``self.W``; ``params`` holds it as a
+    float32 array, a read-only one, or (``copies``) returns a copy on every read. The estimate
+    then cannot perturb the array the forward reads, its numerical gradient is exactly zero,
+    and a backward returning ``grads['W'] = 0`` passed while the right one failed."""
+
+    def __init__(self, how: str, zero: bool) -> None:
+        self.W = _W0.astype(np.float32) if how == "float32" else _W0.copy()
+        if how == "read-only":
+            self.W.flags.writeable = False
+        self.how, self.zero, self.grads = how, zero, {}
+
+    @property
+    def params(self):
+        return {"W": self.W.copy() if self.how == "copies" else self.W}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W.astype(np.float64)
+
+    def backward(self, dy):
+        g = self.x.T @ dy
+        self.grads = {"W": np.zeros_like(g) if self.zero else g}
+        return dy @ self.W.astype(np.float64).T
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+@pytest.mark.parametrize("how", ["float32", "read-only", "copies"])
+def test_a_parameter_the_estimate_cannot_reach_is_inconclusive_never_pass(how, mode):
+    for zero in (True, False):
+        result = check_layer(_ReadsItsOwnW(how, zero), x_of(), mode=mode)
+        assert result.status == "inconclusive", result.explain()
+        assert "moved no output" in message(result, "param-unreachable")
+        assert result.params["W"].status == "inconclusive"
+    # The twin: the same layer with a float64, writable W that params holds itself.
+    assert check_layer(_ReadsItsOwnW("float64", False), x_of(), mode=mode).status == "pass"
+    assert check_layer(_ReadsItsOwnW("float64", True), x_of(), mode=mode).status == "fail"
+
+
+def test_an_unused_parameter_is_a_warning_and_held_to_zero():
+    class Unused(_ReadsItsOwnW):
+        @property
+        def params(self):
+            return {"W": self.W, "unused": self.spare}
+
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.grads["unused"] = self.spare_grad
+            return dx
+
+    layer = Unused("float64", False)
+    layer.spare, layer.spare_grad = np.ones(3), np.zeros(3)
+    result = check_layer(layer, x_of())
+    assert result.status == "pass", result.explain()
+    assert "does not read it" in message(result, "param-moves-nothing")
+    layer = Unused("float64", False)
+    layer.spare, layer.spare_grad = np.ones(3), np.ones(3)
+    assert check_layer(layer, x_of()).status == "fail"
