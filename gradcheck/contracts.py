@@ -413,6 +413,19 @@ class LayerCalls:
         """
         if not self.check_params:
             return
+        held = getattr(self.layer, "params", None)
+        if isinstance(held, (list, tuple)) and any(isinstance(p, np.ndarray) for p in held):
+            # Unnamed parameters cannot be matched with their gradients: were they skipped, a
+            # wrong parameter gradient would pass unseen.
+            raise Abort(
+                Finding(
+                    "params-not-a-mapping",
+                    "error",
+                    f"layer.params is a {type(held).__name__} of arrays; the check reads "
+                    "parameters from a mapping of names to arrays (layer.params = {'W': W, ...}, "
+                    "with layer.grads = {'W': dW, ...} after backward), so none was checked",
+                )
+            )
         after = layer_params(self.layer)
         created = sorted(set(after) - set(before))
         replaced = sorted(k for k in after if k in before and after[k] is not before[k])

@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -56,8 +57,10 @@ def layer_name(layer: Any) -> str:
 
 
 def layer_params(layer: Any) -> Dict[str, Array]:
+    """``layer.params`` as a dict (any mapping: a dict, a ``MappingProxyType``, a
+    ``UserDict``), else empty."""
     params = getattr(layer, "params", None)
-    return dict(params) if isinstance(params, dict) else {}
+    return dict(params) if isinstance(params, Mapping) else {}
 
 
 class LayerObjective:
@@ -186,7 +189,7 @@ class LayerObjective:
     def in_place_obstacle(self, key: str) -> Optional[str]:
         """Why ``params[key]`` cannot be perturbed in place by real points, or ``None``."""
         params = getattr(self.layer, "params", None)
-        arr = params.get(key) if isinstance(params, dict) else None
+        arr = params.get(key) if isinstance(params, Mapping) else None
         if not isinstance(arr, np.ndarray):
             return f"is a {type(arr).__name__}, not a NumPy array"
         if not arr.flags.writeable:

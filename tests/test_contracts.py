@@ -8,12 +8,14 @@ every layer in one run of ``gradcheck report`` (a module fixture; each test read
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any, Dict
 
@@ -847,3 +849,40 @@ def test_an_unused_parameter_is_a_warning_and_held_to_zero():
     layer = Unused("float64", False)
     layer.spare, layer.spare_grad = np.ones(3), np.ones(3)
     assert check_layer(layer, x_of()).status == "fail"
+
+
+class _HoldsParamsIn:
+    """Found by an adversarial helper: parameters in anything but a plain dict were not
+    checked at all, so a dW wrong by a factor 0.5 passed with no finding."""
+
+    def __init__(self, container: str, factor: float) -> None:
+        self.W = np.random.default_rng(1).standard_normal((4, 3))
+        self.factor, self.container = factor, container
+        self.params = {
+            "list": lambda: [self.W],
+            "MappingProxyType": lambda: types.MappingProxyType({"W": self.W}),
+            "UserDict": lambda: collections.UserDict({"W": self.W}),
+        }[container]()
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dy):
+        g = self.factor * self.x.T @ dy
+        self.grads = [g] if self.container == "list" else {"W": g}
+        return dy @ self.W.T
+
+
+@pytest.mark.parametrize("container", ["MappingProxyType", "UserDict"])
+def test_parameters_in_any_mapping_are_checked(container):
+    wrong = check_layer(_HoldsParamsIn(container, 0.5), x_of())
+    assert wrong.status == "fail" and wrong.params["W"].status == "fail", wrong.explain()
+    assert check_layer(_HoldsParamsIn(container, 1.0), x_of()).status == "pass"
+
+
+def test_parameters_in_a_list_are_an_error_not_skipped():
+    for factor in (0.5, 1.0):
+        result = check_layer(_HoldsParamsIn("list", factor), x_of())
+        assert result.status == "error"
+        assert "layer.params is a list of arrays" in message(result, "params-not-a-mapping")
