@@ -635,3 +635,35 @@ def test_a_longer_stencil_agrees_with_the_shorter_one_where_nothing_is_hidden():
     assert check_layer(NoisyWiggle(right=True, noise=1e-13), x, seed=0).status == "pass"
     assert check_layer(NoisyWiggle(right=False, noise=1e-13), x, seed=0).status == "fail"
 
+
+
+class _DeclaresComplexWithAbs:
+    """Found by an adversarial helper: ``tanh(x) + 0.1 |x|`` declaring ``supports_complex``.
+    The declaration skipped the holomorphy trial, so the complex step (which loses the |x|
+    term) passed the backward that drops it and failed the right one."""
+
+    supports_complex = True
+
+    def __init__(self, drop: bool) -> None:
+        self.drop = drop
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x) + 0.1 * np.abs(x)
+
+    def backward(self, dy):
+        g = dy * (1 - np.tanh(self.x) ** 2)
+        return g if self.drop else g + 0.1 * dy * np.sign(self.x)
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_declared_supports_complex_is_still_tried(mode):
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    wrong = check_layer(_DeclaresComplexWithAbs(drop=True), x, mode=mode, method="complex-step")
+    assert wrong.status == "fail", wrong.explain()
+    right = check_layer(_DeclaresComplexWithAbs(drop=False), x, mode=mode, method="complex-step")
+    assert right.status == "pass", right.explain()
+    codes = [f.code for f in right.findings]
+    assert codes.count("complex-step-unavailable") == 1
+    (note,) = [f.message for f in right.findings if f.code == "complex-step-unavailable"]
+    assert "although the layer declares supports_complex" in note
