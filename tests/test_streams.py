@@ -22,6 +22,7 @@ def test_purpose_ids_are_fixed():
         "PURPOSE_STALE_CACHE": 5,
         "PURPOSE_BATCH_PROBE": 6,
         "PURPOSE_FRESH_CACHE": 7,
+        "PURPOSE_PARAM_REACH": 8,
         "PURPOSE_DIRECTIONS": 10,
         "PURPOSE_LOCALIZE": 1000,
         "PURPOSE_TARGET": 1000,
