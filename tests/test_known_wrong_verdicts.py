@@ -87,7 +87,6 @@ def test_a_correct_backward_of_a_noisy_wiggle_is_not_failed():
     assert result.status != "fail", result.explain()
 
 
-
 # -- found by the adversarial helper of the 2026-12-02 morning session, not fixed yet -----------
 
 
