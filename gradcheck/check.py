@@ -1074,6 +1074,10 @@ class _Checker:
         def weights(block: Array) -> Array:
             return v_all[block] if block.size > 1 else np.ones(1)
 
+        def along_v(block: Array) -> float:
+            """What the derivative along ``weights(block)`` is multiplied by to be along ``v``."""
+            return 1.0 if block.size > 1 else float(v_all[block[0]])
+
         def measured(block: Array) -> Tuple[float, float]:
             """The derivative along ``weights(block)`` on ``block``, and its error."""
             nonlocal spent
@@ -1122,8 +1126,7 @@ class _Checker:
             status, badness, entry = judged(first, v_first, e_first)
             halves = [(first, v_first, e_first, badness, entry)]
             # The second half's derivative along its own weights, by subtraction.
-            s_first = 1.0 if first.size > 1 else float(v_all[first[0]])
-            s_second = 1.0 if second.size > 1 else float(v_all[second[0]])
+            s_first, s_second = along_v(first), along_v(second)
             v_second = (value - s_first * v_first) / s_second
             e_second = (error + abs(s_first) * e_first) / abs(s_second)
             status, badness, entry = judged(second, v_second, e_second)

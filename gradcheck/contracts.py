@@ -161,6 +161,21 @@ def _repeats(y_again: Array, y: Array) -> bool:
     return bool(np.allclose(y_again, y, rtol=1e-12, atol=1e-12 * scale))
 
 
+# The scalings c of dy under which a linear backward's result scales exactly: c as findings
+# name it, and the backward call's label.
+EXACT_SCALINGS: Dict[float, Tuple[str, str]] = {
+    HOMOGENEITY_FACTOR: ("2^20", "2^20 dy"),
+    1.0 / HOMOGENEITY_FACTOR: ("2^-20", "2^-20 dy"),
+    -1.0: ("-1", "-dy"),
+}
+
+
+def _nearby_value(value: Array, z: Array) -> Array:
+    """``value`` with each entry times ``1 + 1e-3 z`` (sign-preserving), or ``1e-3 z`` where
+    ``value`` is all zero."""
+    return value * (1.0 + 1e-3 * z) if np.any(value) else 1e-3 * z
+
+
 def _scales_exactly(factor: float, *arrays: Array) -> bool:
     """Whether every entry of ``arrays`` times ``factor`` stays a normal float, far from overflow
     and from the subnormals (where a scaling loses bits): only then is ``B(c dy) = c B(dy)``
@@ -192,7 +207,6 @@ def _inexact_scaling(
     mag = np.abs(g)
     nonzero = mag[mag > 0]
     typical = float(np.median(nonzero)) if nonzero.size else 0.0
-    labels = {HOMOGENEITY_FACTOR: "2^20", 1.0 / HOMOGENEITY_FACTOR: "2^-20", -1.0: "-1"}
     for factor, grads in scaled.items():
         deviation = np.abs(grads[key] - factor * g)
         own = abs(factor) * rtol * (mag + typical)
@@ -201,7 +215,7 @@ def _inexact_scaling(
             worst = np.unravel_index(int(np.argmax(np.where(over, deviation, -1.0))), g.shape)
             at = ", ".join(str(int(i)) for i in worst)
             return (
-                f"{labels.get(factor, repr(factor))} (at {key}[{at}], where backward(dy) is "
+                f"{EXACT_SCALINGS[factor][0]} (at {key}[{at}], where backward(dy) is "
                 f"{float(g[worst]):.3g}: off by {float(deviation[worst]) / abs(factor):.3g})"
             )
     return None
@@ -322,15 +336,19 @@ class LayerCalls:
         }
         # An array the layer no longer holds (nor a view of it) can change no more: its entry
         # goes, so that a check does not keep two copies of every input it ever handed over.
-        self.watched[:] = [entry for entry in self.watched if entry[1]() is not None]
+        still_held = []
         for name, ref, before in self.watched:
             arg = ref()
-            if arg is not None and (change := _changed(before, arg)) is not None:
+            if arg is None:
+                continue
+            still_held.append((name, ref, before))
+            if (change := _changed(before, arg)) is not None:
                 self.note_once(
                     "dy-mutated" if name == "dy" else "input-mutated",
                     name,
                     f"{call} modified {describe[name]} in place (max change {change:.3g})",
                 )
+        self.watched[:] = still_held
         self.handed.clear()
         if not self.params_ref:
             return
@@ -377,8 +395,7 @@ class LayerCalls:
         """
         x = np.asarray(self.x, dtype=np.float64)
         z = harness_rng(self.seed, purpose).standard_normal((count, *x.shape))
-        moved = x * (1.0 + 1e-3 * z) if np.any(x) else 1e-3 * z
-        return moved.astype(self.x.dtype)
+        return _nearby_value(x, z).astype(self.x.dtype)
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -685,11 +702,7 @@ class LayerCalls:
         # -dy, which puts every entry on the other side of a branch on its sign.
         scaled = {
             factor: self.gradients(factor * self.dy, f"backward (linearity check, {label})")
-            for factor, label in (
-                (HOMOGENEITY_FACTOR, "2^20 dy"),
-                (1.0 / HOMOGENEITY_FACTOR, "2^-20 dy"),
-                (-1.0, "-dy"),
-            )
+            for factor, (_, label) in EXACT_SCALINGS.items()
             if _scales_exactly(factor, self.dy, *grads.values())
         }
         # A gradient that is zero in truth comes out of a backward as rounding noise, which is
@@ -838,7 +851,6 @@ class LayerCalls:
     ) -> bool:
         """Whether one forward with ``params[key]`` at a nearby value gives another output."""
         value = np.asarray(self.params[key], dtype=np.float64)
-        z = rng.standard_normal(value.shape)
-        moved = value * (1.0 + 1e-3 * z) if np.any(value) else 1e-3 * z
+        moved = _nearby_value(value, rng.standard_normal(value.shape))
         out = objective.outputs_param(key)(moved[None])
         return not np.array_equal(np.asarray(out)[0], np.asarray(self.y, dtype=np.float64))

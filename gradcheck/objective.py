@@ -188,8 +188,7 @@ class LayerObjective:
 
     def in_place_obstacle(self, key: str) -> Optional[str]:
         """Why ``params[key]`` cannot be perturbed in place by real points, or ``None``."""
-        params = getattr(self.layer, "params", None)
-        arr = params.get(key) if isinstance(params, Mapping) else None
+        arr = layer_params(self.layer).get(key)
         if not isinstance(arr, np.ndarray):
             return f"is a {type(arr).__name__}, not a NumPy array"
         if not arr.flags.writeable:
