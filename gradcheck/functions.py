@@ -349,8 +349,9 @@ class FunctionLayer:
         if len(grads) != len(wrt):
             if len(grads) == len(plan.arrays) and set(wrt) <= set(plan.arrays):
                 # One gradient per floating-point argument although fewer are differentiated:
-                # take the differentiated ones by position.
+                # take the differentiated ones by position, and say which went unchecked.
                 grads = [grads[plan.arrays.index(n)] for n in wrt]
+                self._gradcheck_record["unchecked"] = [n for n in plan.arrays if n not in wrt]
             else:
                 raise self._protocol(
                     "backward-arity",
@@ -433,7 +434,12 @@ class PairLayer(FunctionLayer):
     def forward(self, x: Array) -> Any:
         args, kwargs = self._arguments(x)
         self._reseed()
+        held = self._gradcheck_record.pop("held_cache", None)
+        # The cache as the earlier forward returned it, to tell what this forward does to it.
+        kept = _deep_copy(held[0]) if held is not None else None
         out = self._call(self._forward, *args, **kwargs)
+        if held is not None and kept is not None:
+            self._check_cache_kept(held[0], kept, held[1])
         self.note_mutations()
         self._x_shape = np.shape(x)
         if isinstance(out, tuple) and len(out) == 2:
@@ -448,11 +454,63 @@ class PairLayer(FunctionLayer):
         how, cache = self.cache
         if how == "cache":
             returned = self._call(self._backward, dy, cache)
+            if "cache_checked" not in self._gradcheck_record:
+                self._gradcheck_record["cache_checked"] = True
+                self._gradcheck_record["held_cache"] = (cache, np.array(dy, copy=True))
         else:
             args, kwargs = cache
             returned = self._call(self._backward, dy, *args, **kwargs)
         grads = self._split_gradients(returned, function_name(self._backward))
         return self._set_gradients(grads)
+
+    def _check_cache_kept(self, cache: Any, kept: Any, dy: Array) -> None:
+        """After a later forward, ``backward(dy, cache)`` on the cache an earlier forward
+        returned must give what it gives on a copy of that cache taken before (``kept``).
+
+        In a network, every layer's cache is held while the forwards of the layers after it
+        run: a cache that aliases a buffer the next forward reuses (a module-level scratch
+        array, an ``out=`` buffer) makes the first layer's gradients the last one's. The
+        harness's own calls could never see it, since its backward always follows the
+        forward that made the cache. Recorded as ``cache-clobbered`` (checked once a check).
+        """
+        try:
+            now = _gradient_arrays(self._backward(dy, cache))
+            before = _gradient_arrays(self._backward(dy, kept))
+        except Exception:
+            return
+        if len(now) != len(before):
+            return
+        for name, a, b in zip(self.plan.wrt, now, before):
+            if a.shape == b.shape and np.array_equal(a, b, equal_nan=True):
+                continue
+            change = (
+                float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+                if a.shape == b.shape
+                else float("inf")
+            )
+            self._gradcheck_record.setdefault("clobbered", []).append(
+                f"the next forward changed the cache that {function_name(self._forward)} "
+                f"returned before it: {function_name(self._backward)}(dout, cache) on that "
+                f"cache then gives another d{name} (max change {change:.3g}) than on a copy "
+                "of the cache taken before; the cache holds a buffer that later forwards reuse, "
+                "so in a network a layer's gradients come from the last forward of that shape "
+                "(store copies, or fresh arrays, in the cache)"
+            )
+            return
+
+
+def _deep_copy(cache: Any) -> Any:
+    """A deep copy of ``cache``, or ``None`` where it cannot be copied."""
+    try:
+        return copy.deepcopy(cache)
+    except Exception:
+        return None
+
+
+def _gradient_arrays(returned: Any) -> List[Array]:
+    """What a backward returned, as a list of arrays (a bare array is a list of one)."""
+    items = list(returned) if isinstance(returned, (tuple, list)) else [returned]
+    return [np.asarray(g) for g in items]
 
 
 class ValueAndGradLayer(FunctionLayer):
@@ -651,6 +709,22 @@ def check_adapted(
     _suggest_reseed(result, reseed_global_rng is not None)
     if isinstance(layer, FunctionLayer):
         _rename(result, layer)
+        for clobbered in layer._gradcheck_record.get("clobbered", []):
+            _add_finding(result, Finding("cache-clobbered", "fail", clobbered))
+        unchecked = layer._gradcheck_record.get("unchecked")
+        if unchecked:
+            names = ", ".join(f"d{n}" for n in unchecked)
+            wanted = ", ".join(repr(n) for n in (*layer.plan.wrt, *unchecked))
+            _add_finding(
+                result,
+                Finding(
+                    "gradients-unchecked",
+                    "warning",
+                    f"{layer.plan.function} returned {names} as well, which was not checked: "
+                    f"only {', '.join(layer.plan.wrt)} is differentiated (check them all with "
+                    f"wrt=({wanted}), or --wrt on the command line)",
+                ),
+            )
         for name, change in layer.mutated_fixed():
             _add_finding(
                 result,
@@ -725,15 +799,20 @@ def check_value_and_grad(
     of the scalar ``value``.
 
     ``wrt`` names the differentiated inputs (default: the first, as in SciPy's ``jac=True``
-    convention); ``grad`` is one array, or a tuple with one gradient per name in ``wrt`` in the
-    signature's order. Other inputs (labels ``y``, regression targets) are passed unchanged.
-    Options as :func:`check_functions`.
+    convention, or every floating-point input when ``fun`` returns a tuple of one gradient per
+    floating-point input); ``grad`` is one array, or a tuple with one gradient per name in
+    ``wrt`` in the signature's order. Other inputs (labels ``y``, regression targets) are passed
+    unchanged. Options as :func:`check_functions`.
 
         >>> check_value_and_grad(softmax_loss, scores, y).status
         'pass'
     """
     kwargs = dict(kwargs or {})
     plan = plan_positional(fun, inputs, kwargs, wrt, first_only=True)
+    if wrt is None and len(plan.arrays) > 1:
+        if _gradient_count(fun, inputs, kwargs) == len(plan.arrays):
+            # The function says which gradients it computes: every one of them is checked.
+            plan = plan_positional(fun, inputs, kwargs, plan.arrays)
     layer = ValueAndGradLayer(fun, plan, name)
     values = dict(zip(plan.positional, inputs), **kwargs)
     x = layer.bind(values)
@@ -744,6 +823,24 @@ def check_value_and_grad(
         reseed_global_rng=reseed_global_rng,
         **_check_options(seed, options),
     )
+
+
+def _gradient_count(
+    fun: Callable[..., Any], inputs: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Any:
+    """How many gradients ``fun`` returns beside its value (``None`` for one bare array or where
+    the call fails), from one call on copies of the inputs; NumPy's global RNG is put back as
+    it was, so the call changes nothing the caller holds."""
+    state = np.random.get_state()  # noqa: NPY002
+    try:
+        out = fun(*copy.deepcopy(list(inputs)), **copy.deepcopy(dict(kwargs)))
+    except Exception:
+        return None
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], (tuple, list)):
+        return len(out[1])
+    return None
 
 
 # -- cases drawn from a seed (the command line, the pytest plugin) ---------------------------------

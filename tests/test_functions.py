@@ -365,3 +365,65 @@ def test_assertion_helpers():
     assert assert_value_and_grad_pass(C.softmax_loss, X, LABELS).passed
     with pytest.raises(GradientCheckFailed, match="reproduce: make test"):
         assert_value_and_grad_pass(C.softmax_loss_buggy, X, LABELS, reproduce="make test")
+
+
+def _affine_with_scratch(reuse: bool, used: bool = True):
+    """affine_forward whose cache holds a scratch buffer per shape that the next forward
+    overwrites (found by an adversarial helper), and its twin storing a fresh copy. With
+    ``used=False`` the backward never reads the buffer: harmless, not a finding."""
+    scratch: dict = {}
+
+    def forward(x, w, b):
+        if reuse:
+            buf = scratch.setdefault(x.shape, np.empty(x.shape))
+            buf[...] = x
+        else:
+            buf = x.copy()
+        return x @ w + b, (buf, x.copy(), w, b)
+
+    def backward(dout, cache):
+        buf, x, w, _ = cache
+        return dout @ w.T, (buf if used else x).T @ dout, dout.sum(axis=0)
+
+    return forward, backward
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_cache_that_the_next_forward_overwrites_fails(mode):
+    r = check_functions(*_affine_with_scratch(reuse=True), X, W, B, mode=mode)
+    assert r.status == "fail" and r.reason.startswith("cache-clobbered: the next forward")
+    assert "another dw" in r.reason
+    assert check_functions(*_affine_with_scratch(reuse=False), X, W, B, mode=mode).passed
+    unused = check_functions(*_affine_with_scratch(reuse=True, used=False), X, W, B, mode=mode)
+    assert unused.passed, unused.explain()
+
+
+def _softmax_loss(dw_factor: float):
+    """``loss, (dx, dw) = softmax_loss(x, w, y)``; ``dw_factor`` != 1 makes dw wrong (found by
+    an adversarial helper: the default differentiated only x and dropped dw unseen)."""
+
+    def softmax_loss(x, w, y):
+        s = x @ w
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        n = x.shape[0]
+        ds = p.copy()
+        ds[np.arange(n), y] -= 1
+        ds /= n
+        return -np.log(p[np.arange(n), y]).mean(), (ds @ w.T, dw_factor * (x.T @ ds))
+
+    return softmax_loss
+
+
+def test_every_gradient_a_value_and_grad_function_returns_is_checked():
+    y = np.arange(X.shape[0]) % 3
+    wrong = check_value_and_grad(_softmax_loss(3.0), X, W, y)
+    assert [a.name for a in wrong.arguments] == ["x", "w"]
+    assert wrong.status == "fail" and wrong.reason.startswith("w: ")
+    right = check_value_and_grad(_softmax_loss(1.0), X, W, y)
+    assert right.passed and [a.name for a in right.arguments] == ["x", "w"]
+    # Narrowed by the caller: the others are a warning, not silently dropped.
+    only_x = check_value_and_grad(_softmax_loss(3.0), X, W, y, wrt="x")
+    assert only_x.status == "pass" and [a.name for a in only_x.arguments] == ["x"]
+    found = [f for f in only_x.findings if f.code == "gradients-unchecked"]
+    assert found and "returned dw as well" in found[0].message
