@@ -25,11 +25,13 @@ from .compare import (
     default_resolve_atol,
     default_rtol,
     failing_entries,
+    magnitude_bands,
     scaled_norm,
 )
 from .contracts import Abort, LayerCalls, nonfinite_index
 from .diagnosis import diagnose_results
 from .finite_diff import (
+    EXTREME_RANGE,
     PROBE_FACTOR,
     RECOVERY_FAILED,
     RECOVERY_NONE,
@@ -39,6 +41,7 @@ from .finite_diff import (
     base_step,
     complex_step_holds,
     directional_derivatives,
+    dynamic_range,
     partial_derivatives,
     points_per_direction,
     steady_under_refinement,
@@ -67,9 +70,8 @@ REFERENCE_RELATIVE_ERROR = 1e-4
 # typical entry) slips through the directional screen with probability at most MISS_TARGET.
 TARGET_ENTRY_ERROR = 1e-6
 MISS_TARGET = 1e-6
-# Gradient entries more than this factor above the median are screened in bands of their own;
-# a band of at most SMALL_BAND entries is estimated entry by entry.
-BAND_RATIO = 16.0
+# Gradient entries more than BAND_RATIO (compare.py) above the median are screened in bands of
+# their own; a band of at most SMALL_BAND entries is estimated entry by entry.
 SMALL_BAND = 8
 # Adaptive screens draw directions in batches until the target is resolved or this many are used.
 DIRECTION_BATCHES: Tuple[int, ...] = (8, 8, 16, 32)
@@ -157,23 +159,8 @@ def resolved_error(thresholds: Array, scale: float, target: float = MISS_TARGET)
     return float(10.0**hi)
 
 
-# Beyond this ratio of the largest to the smallest nonzero magnitude of an input or parameter,
-# every estimate probes for output changes lost to rounding (about 1/eps^(1/2)).
-EXTREME_RANGE = 1e8
-
 # Below this a typical gradient entry counts as zero when stating relative resolutions.
 TINY_SCALE = 1e-300
-
-
-def dynamic_range(a: Any) -> float:
-    """``max |a_i| / min |a_i|`` over the finite nonzero entries (1 when there are none)."""
-    try:
-        mag = np.abs(np.ravel(np.asarray(a, dtype=np.float64)))
-    except (TypeError, ValueError):
-        return 1.0
-    mag = mag[np.isfinite(mag) & (mag > 0)]
-    with np.errstate(over="ignore"):
-        return float(mag.max() / mag.min()) if mag.size else 1.0
 
 
 def _rows(v: Array, idx: Array) -> Array:
@@ -209,21 +196,6 @@ def _scatter(est: Estimate, indices: Array, shape: Tuple[int, ...]) -> Estimate:
         recovery.reshape(shape),
         side.reshape(shape),
     )
-
-
-def magnitude_bands(flat: Array) -> List[Array]:
-    """Flat indices of ``flat`` grouped by magnitude: the entries up to ``BAND_RATIO`` times
-    the median nonzero ``|flat_i|`` (zeros included) first, then each further factor
-    ``BAND_RATIO`` above it, in increasing order. One band for a gradient of one scale."""
-    mag = np.abs(flat)
-    nonzero = mag[np.isfinite(mag) & (mag > 0)]
-    if nonzero.size == 0:
-        return [np.arange(flat.size)]
-    median = float(np.median(nonzero))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        level = np.floor(np.log(np.maximum(mag, median) / median) / np.log(BAND_RATIO))
-    level = np.where(np.isfinite(level), level, 0.0).astype(np.int64)
-    return [np.flatnonzero(level == b) for b in np.unique(level)]
 
 
 def _entry_label(key: str, index: Tuple[int, ...]) -> str:
@@ -1201,16 +1173,28 @@ class _Checker:
         results: List[ArgumentResult] = []
         try:
             self.calls.check_batch_support(self.objective)
-            self.calls.check_perturbable(self.objective)
+            self.calls.check_perturbable(self.objective, grads)
             for key in ["x", *self.param_keys]:
-                result = self.estimate_argument(key, grads[key], screen)
-                if key in self.calls.unreachable and result.status != "inconclusive":
-                    # Its numerical gradient is zero whatever the truth (param-unreachable).
+                result = self.estimate_argument(key, self.calls.analytic_of(key, grads), screen)
+                unjudged = self.calls.unreachable | self.calls.overlapping | self.calls.swallowed
+                if key in unjudged and result.status != "inconclusive":
+                    # Its numerical gradient is zero whatever the truth (param-unreachable,
+                    # param-change-swallowed), or mixes two parameters (params-overlap).
                     result = dataclasses.replace(
                         result,
                         comparison=dataclasses.replace(result.comparison, status="inconclusive"),
                     )
                 results.append(result)
+            if self.objective.batch_mismatch is not None:
+                self.findings.append(
+                    Finding(
+                        "batch-support-broken",
+                        "warning",
+                        "the layer declares supports_batch, but "
+                        f"{self.objective.batch_mismatch}; evaluated one input at a time from "
+                        "then on",
+                    )
+                )
         except SystemExit as exc:
             # The objective turns a layer's exceptions at perturbed points into NaN rows, but a
             # layer calling sys.exit() there ends the check (not the caller's process).

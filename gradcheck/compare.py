@@ -60,6 +60,28 @@ CONFIRM_RATIO = 8.0
 FLOAT64 = np.dtype(np.float64)
 
 
+#: The width of a band of gradient magnitudes (:func:`magnitude_bands`).
+BAND_RATIO = 16.0
+
+
+def magnitude_bands(flat: Array, below_median: bool = False) -> List[Array]:
+    """Flat indices of ``flat`` grouped by magnitude, in increasing order: the entries up to
+    ``BAND_RATIO`` times the median nonzero ``|flat_i|`` (zeros included) first, then each
+    further factor ``BAND_RATIO`` above it; with ``below_median``, the entries below the median
+    in bands a factor ``BAND_RATIO`` wide too (zeros stay in the median's band). One band for a
+    gradient of one scale."""
+    mag = np.abs(flat)
+    nonzero = mag[np.isfinite(mag) & (mag > 0)]
+    if nonzero.size == 0:
+        return [np.arange(flat.size)]
+    median = float(np.median(nonzero))
+    floor = np.where(mag > 0, mag, median) if below_median else np.maximum(mag, median)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.floor(np.log(floor / median) / np.log(BAND_RATIO))
+    level = np.where(np.isfinite(level), level, 0.0).astype(np.int64)
+    return [np.flatnonzero(level == b) for b in np.unique(level)]
+
+
 def default_rtol(dtype: np.dtype = FLOAT64) -> float:
     """``sqrt(eps)`` of ``dtype``: 1.49e-8 for float64, 3.45e-4 for float32."""
     return float(np.sqrt(np.finfo(dtype).eps))

@@ -15,12 +15,21 @@ Tier 1: below :mod:`gradcheck.check`, which uses it.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 
-from .compare import compare, default_rtol
-from .finite_diff import base_step, directional_derivatives, typical_scale
+from .compare import compare, default_rtol, magnitude_bands
+from .finite_diff import (
+    EXTREME_RANGE,
+    base_step,
+    directional_derivatives,
+    dynamic_range,
+    typical_scale,
+)
 from .objective import LayerObjective, is_loss_layer, layer_name, layer_params
 from .options import CheckOptions
 from .result import Finding
@@ -170,6 +179,19 @@ EXACT_SCALINGS: Dict[float, Tuple[str, str]] = {
 }
 
 
+def _strided_copy(value: Array) -> Array:
+    """A copy of ``value`` in non-contiguous memory: every other entry along the last axis of a
+    zeroed buffer twice as long, as a slice of a larger array in a network is (the backward of
+    a split or a transpose hands such views on). A 0-d array is copied as it is."""
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return np.array(value, copy=True)
+    buffer = np.zeros((*value.shape[:-1], 2 * value.shape[-1]), dtype=value.dtype)
+    view = buffer[..., ::2]
+    view[...] = value
+    return view
+
+
 def _nearby_value(value: Array, z: Array) -> Array:
     """``value`` with each entry times ``1 + 1e-3 z`` (sign-preserving), or ``1e-3 z`` where
     ``value`` is all zero."""
@@ -221,6 +243,64 @@ def _inexact_scaling(
     return None
 
 
+#: The least relative disagreement at ``x''`` that the fresh-cache check claims (a cache of
+#: an earlier forward is off by about the 1e-3 that x'' moved, or by the rolled rows' O(1)).
+FRESH_MARGIN = 1e-5
+
+#: The fewest entries whose rounding is pooled together (:func:`_pooled_rounding`).
+POOL_MIN = 16
+
+
+def _pooled_rounding(spread: Array, magnitude: Array) -> Array:
+    """Per entry, twice the 90th percentile of ``spread`` (a backward's rounding, one draw per
+    entry) over the entries of about its ``magnitude``, so that an entry whose draw was small
+    by chance is not trusted more than its like.
+
+    Pooled within bands a factor ``BAND_RATIO`` wide (:func:`~gradcheck.compare.magnitude_bands`,
+    merged upwards until a group holds ``POOL_MIN`` entries), never over the whole argument: the
+    ordinary rounding of entries 1e12 times larger than the rest would otherwise be every small
+    entry's error bar, and hide a linear error of 1e-5 in all of them.
+    """
+    if spread.size == 0:
+        return np.zeros(spread.shape)
+    flat, out = spread.ravel(), np.empty(spread.size)
+    groups: List[Array] = []
+    pending: List[Array] = []
+    for band in magnitude_bands(np.ravel(magnitude), below_median=True):
+        pending.append(band)
+        if sum(b.size for b in pending) >= POOL_MIN:
+            groups.append(np.concatenate(pending))
+            pending = []
+    if pending:
+        # Too few to pool alone: with the band below, if there is one.
+        rest = np.concatenate(pending)
+        groups = [*groups[:-1], np.concatenate([groups[-1], rest])] if groups else [rest]
+    for group in groups:
+        out[group] = 2.0 * float(np.quantile(flat[group], 0.9))
+    return out.reshape(spread.shape)
+
+
+def _rolled(a: Array) -> Array:
+    """``a`` with its rows (its first axis; the last one for a single row) rolled by one."""
+    axes = [i for i in range(a.ndim) if a.shape[i] > 1]
+    if not axes:
+        return np.array(a, copy=True)
+    return np.roll(a, 1, axis=0 if 0 in axes else axes[-1])
+
+
+@dataclass
+class FreshProbe:
+    """Where the fresh-cache check ran the layer: input ``point`` (``x''``), ``target`` (a loss
+    layer's), the parameters ``moved`` to nearby values (by key), how the point was made
+    (``described``), and the gradients of the backward right after that forward (``after``)."""
+
+    point: Array
+    target: Any
+    moved: Dict[str, Array]
+    described: str
+    after: Dict[str, Array]
+
+
 class LayerCalls:
     """The calls of one check into ``layer`` at input ``x`` (its dtype ``options.dtype``), and
     the findings of every contract they break, in ``findings``.
@@ -265,20 +345,22 @@ class LayerCalls:
     # whichever call that is. Parameters are restored at once, so
     # that later calls and the estimate run at the values the gradients were computed at.
 
-    def watch(self, name: str, value: Array) -> Array:
-        """A private copy of ``value`` to hand to the layer, compared after every later call."""
-        arg = np.array(value, copy=True)
+    def watch(self, name: str, value: Array, strided: bool = False) -> Array:
+        """A private copy of ``value`` to hand to the layer, compared after every later call;
+        with ``strided``, in non-contiguous memory (:func:`_strided_copy`)."""
+        arg = _strided_copy(value) if strided else np.array(value, copy=True)
         self.watched.append((name, weakref.ref(arg), value.copy()))
         # Held until the call's own check_arguments, even if the layer keeps no reference.
         self.handed.append(arg)
         return arg
 
-    def forward(self, x: Optional[Array] = None, call: str = "forward") -> Any:
-        """The layer's forward on a copy of ``x`` (default: the checked input), then
-        :meth:`check_arguments`; returns a copy of the output."""
+    def forward(self, x: Optional[Array] = None, call: str = "forward", target: Any = None) -> Any:
+        """The layer's forward on a copy of ``x`` (default: the checked input; a loss layer's
+        target: the checked one), then :meth:`check_arguments`; returns a copy of the output."""
         arg = self.watch("x" if x is None else "x'", self.x if x is None else x)
         if self.is_loss:
-            out = call_layer("forward", self.layer.forward, arg, self.target)
+            labels = self.target if target is None else target
+            out = call_layer("forward", self.layer.forward, arg, labels)
         else:
             out = call_layer("forward", self.layer.forward, arg)
         # A copy, so that nothing done to the layer's arrays later can change this output.
@@ -286,17 +368,21 @@ class LayerCalls:
         self.check_arguments(call)
         return out
 
-    def backward(self, dy: Array) -> Any:
+    def backward(self, dy: Array, strided: bool = False) -> Any:
         if self.is_loss:
             return call_layer("backward", self.layer.backward)
-        return call_layer("backward", self.layer.backward, self.watch("dy", dy))
+        return call_layer("backward", self.layer.backward, self.watch("dy", dy, strided))
 
-    def gradients(self, dy: Array, call: str = "backward") -> Dict[str, Array]:
-        """Run backward and collect the validated gradients (float64 copies) of the input and
-        the parameters, then :meth:`check_arguments`."""
-        dx = self.backward(dy)
+    def gradients(
+        self, dy: Array, call: str = "backward", strided: bool = False
+    ) -> Dict[str, Array]:
+        """Run backward (on ``dy`` in non-contiguous memory with ``strided``) and collect the
+        validated gradients (float64 copies) of the input and the parameters, then
+        :meth:`check_arguments`."""
+        dx = self.backward(dy, strided)
         grads = {"x": self.gradient("backward", "x", dx, self.x.shape)}
         layer_grads = getattr(self.layer, "grads", None) or {}
+        self.note_unmatched(layer_grads)
         for key in self.param_keys:
             if key not in layer_grads:
                 raise Abort(
@@ -307,6 +393,26 @@ class LayerCalls:
             )
         self.check_arguments(call)
         return grads
+
+    def note_unmatched(self, layer_grads: Any) -> None:
+        """A warning, once, for gradients in ``layer.grads`` under keys ``layer.params`` does not
+        have: they are checked against nothing, and an optimizer stepping ``layer.params`` never
+        applies them (a bias the forward reads from an attribute that ``params`` lacks)."""
+        if not self.check_params or not isinstance(layer_grads, Mapping):
+            return
+        stray = sorted(str(k) for k in layer_grads if k not in self.params)
+        if stray and ("grads-unmatched", "") not in self.noted:
+            self.noted.add(("grads-unmatched", ""))
+            names = ", ".join(f"grads[{k!r}]" for k in stray)
+            self.findings.append(
+                Finding(
+                    "grads-unmatched",
+                    "warning",
+                    f"backward filled {names}, which layer.params does not hold: not checked, "
+                    "and an optimizer stepping layer.params would never apply it; put the array "
+                    "the forward reads in layer.params under that key",
+                )
+            )
 
     def gradient(self, what: str, name: str, value: Any, shape: Tuple[int, ...]) -> Array:
         """One validated gradient as float64; a narrower dtype than the check's is a finding."""
@@ -414,6 +520,7 @@ class LayerCalls:
         self.spectrum = call_layer("spectrum", _spectrum_stats, self.layer)
         self.y = self.validate_output(raw)
         self.adopt_params(before)
+        self.tie_params()
         self.dy = self.upstream(self.y)
         grads = self.gradients(self.dy)
         self.check_repeatable(grads)
@@ -465,6 +572,72 @@ class LayerCalls:
             self.params_original[key] = after[key]
         self.params = after
         self.param_keys = sorted(after)
+
+    def tie_params(self) -> None:
+        """Group the parameters that are one array under several keys (``{"enc": W, "dec": W}``).
+
+        The estimate perturbs the array, so the numerical gradient under each key is the
+        derivative through all of its uses; what a backward must get right is the sum of its
+        gradients over the group, which is what in-place optimizer steps under every key apply
+        together (partials under each key, or the total under one and zero under the others).
+        So each key of a group is compared with that sum (:meth:`analytic_of`). Parameters that
+        overlap in part (one a view of a slice of another) are listed in ``overlapping``: their
+        numerical gradients mix entries of both, and their checks are inconclusive.
+        """
+        self.tied: Dict[str, List[str]] = {}
+        self.overlapping: Set[str] = set()
+        arrays = {k: v for k, v in self.params.items() if isinstance(v, np.ndarray) and v.size > 0}
+        keys = sorted(arrays)
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                first, second = arrays[a], arrays[b]
+                if not np.shares_memory(first, second):
+                    continue
+                same = (
+                    first.__array_interface__["data"][0] == second.__array_interface__["data"][0]
+                    and first.shape == second.shape
+                    and first.strides == second.strides
+                    and first.dtype == second.dtype
+                )
+                if same:
+                    group = self.tied.setdefault(a, [a])
+                    if b not in group:
+                        group.append(b)
+                    self.tied[b] = group
+                else:
+                    self.overlapping.update((a, b))
+        for tied in sorted({tuple(g) for g in self.tied.values()}):
+            total = " + ".join(f"grads[{k!r}]" for k in tied)
+            self.findings.append(
+                Finding(
+                    "params-tied",
+                    "info",
+                    f"parameters {', '.join(map(repr, tied))} are one array: the numerical "
+                    "gradient under each key is the derivative through all of its uses, so each "
+                    f"is compared with {total} (what in-place steps under every key apply "
+                    "together)",
+                )
+            )
+        if self.overlapping:
+            names = ", ".join(map(repr, sorted(self.overlapping)))
+            self.findings.append(
+                Finding(
+                    "params-overlap",
+                    "warning",
+                    f"parameters {names} share part of their memory (one is a view of a slice "
+                    "of another): perturbing one moves the other, so their numerical gradients "
+                    "mix both and their checks are inconclusive; give each parameter its own "
+                    "array, or one key for the whole",
+                )
+            )
+
+    def analytic_of(self, key: str, grads: Dict[str, Array]) -> Array:
+        """The gradient the estimate of ``key`` measures: ``grads[key]``, or for a tied
+        parameter the sum over its group (:meth:`tie_params`)."""
+        group = self.tied.get(key)
+        if group is None:
+            return grads[key]
+        return np.sum([grads[k] for k in group], axis=0)
 
     def validate_output(self, y: Any) -> Array:
         if y is None:
@@ -550,20 +723,19 @@ class LayerCalls:
                     "skipped",
                 )
             )
-        # A backward right after forward(x') must be the gradient at x' (check_fresh_cache).
-        after = (
-            self.gradients(self.dy, "backward (fresh-cache check, right after forward(x'))")
-            if probed
-            else None
-        )
+        # The fresh-cache check runs here, before the layer is back on x, so that it costs no
+        # forward of its own; its finding stands only where the layer is repeatable.
+        rng = harness_rng(self.seed, PURPOSE_FRESH_CACHE)
+        fresh = self.fresh_probe(rng)
+        verdict = self.check_fresh_cache(grads, fresh, rng) if fresh is not None else None
         phase = "stale-cache check" if probed else "repeatability check"
         y2 = self.validate_output(self.forward(call=f"forward ({phase}, on x)"))
         g2 = self.gradients(self.dy, f"backward ({phase})")
         y_differs = not _repeats(y2, self.y)
         g_differs = [key for key in grads if not _same(g2[key], grads[key])]
         if not (y_differs or g_differs):
-            if after is not None and self.nearby_output is not None and not self.is_loss:
-                self.check_fresh_cache(grads, self.nearby_output[0], after)
+            if verdict is not None:
+                self.findings.append(verdict)
             return
         self.nearby_output = None
         if probed:
@@ -594,12 +766,14 @@ class LayerCalls:
                 if key in g_differs:
                     stale.append(key)
                 continue
-            ratio = float(np.sum(g2[key] * g) / max(float(np.sum(g * g)), 1e-300))
-            # Accumulated over the backwards so far: two (no x' probe) or three (the probe's
-            # backward after forward(x'), whose gradient is within 1e-3 of the one at x).
-            accumulated = abs(ratio - 2.0) < 1e-6 or (probed and abs(ratio - 3.0) < 1e-2)
+            # Accumulated over the backwards so far: the first, the fresh-cache check's (if it
+            # ran), this one.
+            earlier = g + (fresh.after[key] if fresh is not None else g)
+            accumulated = float(np.max(np.abs(g2[key] - earlier), initial=0.0)) <= 1e-6 * max(
+                float(np.max(np.abs(g2[key]), initial=0.0)), 1e-300
+            )
             hint = (
-                f" (the second result is about {'three' if probed else 'two'} times the first: "
+                " (the later result is the sum of the earlier ones: "
                 "gradients are being accumulated; overwrite grads on every backward)"
                 if accumulated
                 else ""
@@ -617,74 +791,240 @@ class LayerCalls:
                 Finding(
                     "stale-cache",
                     "fail",
-                    "backward after forward(x') then forward(x) differs from backward after "
-                    "forward(x): backward uses a cache from an earlier forward (gradient "
+                    "backward after forward(x'), forward(x'') then forward(x) differs from "
+                    "backward after forward(x): backward uses a cache from an earlier forward "
+                    "(gradient "
                     f"{', '.join(map(repr, stale))})",
                 )
             )
 
+    def fresh_probe(self, rng: np.random.Generator) -> Optional[FreshProbe]:
+        """Run ``forward`` at the fresh-cache check's point and ``backward`` right after it;
+        ``None`` where the layer cannot be run there.
+
+        The point is ``x''``: ``x`` with its rows (its first axis; the last one for a single
+        row) rolled by one, each entry then scaled by ``1 + 1e-3 z``. Every statistic and cache
+        moves, and, unlike a nearby input, so do the signs and the order of the entries, so a
+        ReLU mask or an argmax frozen on an earlier forward is seen too, while each column keeps
+        its values (and its domain, such as ``x > 0``). A loss layer's target is rolled with the
+        rows (a cached one-hot is seen), and every parameter that can be written in place is
+        moved to a nearby value (a cache of ``W.T`` made once is seen; an optimizer's step
+        moves them so). Where ``x''`` is outside the layer's domain (it raises, or gives a
+        non-finite output or gradient) the nearby ``x'`` stands in for it.
+        """
+        x = np.asarray(self.x, dtype=np.float64)
+        rolled = _rolled(x)
+        z = rng.standard_normal(x.shape)
+        target = self.target
+        if self.is_loss and target is not None:
+            target = _rolled(np.asarray(target))
+        moved = {}
+        for key in self.movable_params():
+            value = np.asarray(self.params[key], dtype=np.float64)
+            moved[key] = _nearby_value(value, rng.standard_normal(value.shape))
+        candidates = [
+            (
+                _nearby_value(rolled, z).astype(self.x.dtype),
+                target,
+                "x'' is x with its rows rolled by one (a loss layer's target with them), each "
+                "entry moved by about 1e-3 of its size, and the parameters moved so too",
+            )
+        ]
+        if self.nearby_output is not None:
+            candidates.append(
+                (
+                    self.nearby_output[0],
+                    self.target,
+                    "x'' is the nearby input x' (each entry of x moved by about 1e-3 of its "
+                    "size), the parameters moved so too: x with its rows rolled was outside the "
+                    "layer's domain",
+                )
+            )
+        for point, point_target, described in candidates:
+            with self.params_at(moved):
+                try:
+                    y = np.asarray(
+                        self.forward(point, "forward (fresh-cache check, on x'')", point_target)
+                    )
+                    if y.shape != self.y.shape or nonfinite_index(y) is not None:
+                        continue
+                    after = self.gradients(
+                        self.dy, "backward (fresh-cache check, right after forward(x''))"
+                    )
+                except Abort as abort:
+                    if isinstance(abort.__cause__, SystemExit):
+                        raise
+                    continue
+            return FreshProbe(point, point_target, moved, described, after)
+        return None
+
+    def movable_params(self) -> List[str]:
+        """The parameters the fresh-cache check moves: arrays the layer holds that the check can
+        write in place (one key per tied group, none that overlaps another in part)."""
+        keys = []
+        current = layer_params(self.layer)
+        for key in self.param_keys:
+            value = self.params_original[key]
+            if key in self.overlapping or self.tied.get(key, [key])[0] != key:
+                continue
+            # The very array the layer holds (not a copy that params hands out on each read).
+            if (
+                current.get(key) is value
+                and isinstance(value, np.ndarray)
+                and value.flags.writeable
+                and np.can_cast(self.dtype, value.dtype, casting="safe")
+            ):
+                keys.append(key)
+        return keys
+
+    @contextmanager
+    def params_at(self, values: Dict[str, Array]) -> Iterator[None]:
+        """The parameters ``values`` written in place (and taken as their reference values by
+        :meth:`check_arguments`) for the enclosed calls, then put back bitwise."""
+        arrays = {key: self.params_original[key] for key in values}
+        saved = {key: np.array(a, copy=True) for key, a in arrays.items()}
+        # A tied group's every key sees the moved array.
+        named = {key: self.tied.get(key, [key]) for key in values}
+        refs = {k: self.params_ref[k] for group in named.values() for k in group}
+        try:
+            for key, value in values.items():
+                arrays[key][...] = value
+                for k in named[key]:
+                    self.params_ref[k] = np.array(arrays[key], copy=True)
+            yield
+        finally:
+            for key, before in saved.items():
+                arrays[key][...] = before
+            self.params_ref.update(refs)
+
     def check_fresh_cache(
-        self, grads: Dict[str, Array], other: Array, after: Dict[str, Array]
-    ) -> None:
-        """A backward right after ``forward(x')`` must be the gradient at ``x'``, not at ``x``.
+        self, grads: Dict[str, Array], fresh: FreshProbe, rng: np.random.Generator
+    ) -> Optional[Finding]:
+        """A backward right after ``forward(x'')`` must be the gradient at ``x''``, not at ``x``.
 
         The stale-cache check ends on ``forward(x)``, so a layer that caches only its very first
-        forward (``if self.cache is None``) passes it, and the estimate, run at ``x`` too. Where
-        ``backward`` after ``forward(x')`` (``after``, taken in the stale-cache check's sequence:
-        one backward more, no forward) returns exactly the gradients at ``x`` (which a layer whose
-        gradient does not depend on ``x`` does rightly), the input gradient at ``x'`` is
-        estimated along one Gaussian direction at ``x'`` and at ``x`` (five-point, 12 forwards),
-        and the layer is left at ``x`` again.
+        forward (``if self.cache is None``: its input for dW, a ReLU mask, a one-hot target) or
+        the parameters of its first backward passes it, and the estimate, run at ``x`` too. So
+        ``backward`` runs once more right after ``forward(x'')`` (:meth:`fresh_probe`), and
+        along one Gaussian direction through the input and the moved parameters at once (each
+        part scaled to its argument's size) the derivative is estimated at ``x''`` and at ``x``
+        (five-point, 12 forwards) and compared with what each backward says. Where they agree
+        at ``x`` and not at ``x''``, a richardson estimate at ``x''`` must confirm it: the
+        ``stale-cache`` finding is returned.
         """
-        identical = all(_same(after[key], grads[key]) for key in grads)
-        if identical and "x" in grads:
-            v = harness_rng(self.seed, PURPOSE_FRESH_CACHE).standard_normal((1, *other.shape))
+        keys = ["x", *fresh.moved]
+        rest = list(fresh.moved)
+        if any(
+            dynamic_range(v) > EXTREME_RANGE
+            for v in [self.x, fresh.point, *(self.params[k] for k in rest)]
+        ):
+            # One direction's step cannot move entries 1e8 apart at once (the smaller ones lose
+            # their share to rounding): the estimate could tell nothing for sure.
+            return None
+        bases = {
+            "x": np.asarray(self.x, dtype=np.float64),
+            **{k: np.asarray(self.params[k], dtype=np.float64) for k in rest},
+        }
+        # Each part of the direction on its argument's own scale, so that no argument's share
+        # of the derivative is lost beside another's.
+        z = {key: rng.standard_normal(bases[key].size) for key in keys}
+        parts = {key: z[key] * typical_scale(bases[key]) for key in keys}
+        v = np.concatenate([parts[key] for key in keys])[None]
+        # Every entry moves by at most the textbook step on its argument's scale.
+        step = base_step("five-point", np.zeros(1)) / max(
+            float(np.max(np.abs(z[k]), initial=0.0)) for k in keys
+        )
 
-            def outputs(points: Array) -> Array:
-                return np.stack(
-                    [
-                        np.asarray(self.forward(p, "forward (fresh-cache check, near x')"), float)
-                        for p in points
-                    ]
-                )
-
-            vmax = float(np.max(np.abs(v)))
-            projection = np.array([float(np.sum(after["x"] * v[0]))])
-            estimates = []
-            for point in (np.asarray(self.x, dtype=np.float64), other):
-                step = base_step("five-point", np.zeros(1), typical=typical_scale(point)) / vmax
-                textbook = base_step("five-point", np.zeros(1)) / vmax
-                estimates.append(
-                    directional_derivatives(
-                        outputs,
-                        point,
-                        self.dy,
-                        lambda j: v[j],
-                        1,
-                        step,
-                        method="five-point",
-                        fallback_step=np.maximum(textbook, step),
-                    )
-                )
-            at_x, at_other = (
-                compare(projection, e.value, e.error, rtol=self.rtol).status for e in estimates
+        def projection(g: Dict[str, Array]) -> Array:
+            return np.array(
+                [sum(float(np.dot(self.analytic_of(k, g).ravel(), parts[k])) for k in keys)]
             )
-            # Stale only where the same estimate agrees with backward at x and disagrees at
-            # x': an estimate that cannot follow this layer fails at both, and claims nothing.
-            if at_x == "pass" and at_other == "fail":
-                self.findings.append(
-                    Finding(
-                        "stale-cache",
-                        "fail",
-                        "backward after forward(x') returned exactly the gradient at x, and "
-                        "along a random direction the derivative at x' is "
-                        f"{estimates[1].value[0]:.6e} against {projection[0]:.6e} from backward "
-                        f"(at x: {estimates[0].value[0]:.6e}): backward uses a cache from an "
-                        "earlier forward (a cache set only once?)",
-                    )
+
+        def estimate(point: Array, target: Any, values: Dict[str, Array], method: str) -> Any:
+            """The derivative along v at ``point``, the parameters at ``values`` (default:
+            their own)."""
+            objective = LayerObjective(
+                self.layer, self.x, target, self.dtype, output_shape=self.y.shape
+            )
+            flat = np.concatenate(
+                [np.asarray(point, dtype=np.float64).ravel()]
+                + [np.ravel(values.get(k, bases[k])) for k in rest]
+            )
+            outputs = objective.outputs_jointly(rest)
+            if not rest and objective.batched:
+                # The input alone, in stacked calls (each spot-checked against a slice alone).
+                shape = self.x.shape
+
+                def outputs(points: Array) -> Array:
+                    return objective.outputs_x(np.reshape(points, (-1, *shape)))
+
+            return directional_derivatives(
+                outputs,
+                flat,
+                self.dy,
+                lambda j: v[j],
+                1,
+                step,
+                method=method,
+            )
+
+        try:
+            return self._fresh_verdict(grads, fresh, estimate, projection)
+        except SystemExit as exc:
+            # As at the estimate's perturbed points: it ends the check, not the process.
+            raise Abort(
+                Finding(
+                    "forward-raised",
+                    "error",
+                    f"forward raised SystemExit: {exc} (at a perturbed point of the fresh-cache "
+                    "check)",
                 )
-            # Back to x, where every later call (the linearity check's backward) expects it.
-            self.forward(call="forward (fresh-cache check, back on x)")
+            ) from exc
+
+    def _fresh_verdict(
+        self,
+        grads: Dict[str, Array],
+        fresh: FreshProbe,
+        estimate: Callable[..., Any],
+        projection: Callable[[Dict[str, Array]], Array],
+    ) -> Optional[Finding]:
+        at_x = estimate(self.x, self.target, {}, "five-point")
+        if compare(projection(grads), at_x.value, at_x.error, rtol=self.rtol).status != "pass":
+            # An estimate that cannot follow this layer at x claims nothing at x'' either.
+            return None
+        said = projection(fresh.after)
+        for method in ("five-point", "richardson"):
+            at_other = estimate(fresh.point, fresh.target, fresh.moved, method)
+            if compare(said, at_other.value, at_other.error, rtol=self.rtol).status != "fail":
+                return None
+            # A stale cache at x'' is off by far more than rounding lost along one direction.
+            gap = abs(float(said[0]) - float(at_other.value[0]))
+            if not gap > FRESH_MARGIN * max(abs(float(said[0])), abs(float(at_other.value[0]))):
+                return None
+        found = (
+            "backward right after forward(x'') is not the gradient at x'': along a random "
+            f"direction the derivative there is {at_other.value[0]:.6e} against {said[0]:.6e} "
+            f"from backward, while at x they agree ({at_x.value[0]:.6e})"
+        )
+        same = [k for k in grads if _same(fresh.after[k], grads[k])]
+        if same:
+            named = ", ".join("dx" if k == "x" else f"grads[{k!r}]" for k in same)
+            return Finding(
+                "stale-cache",
+                "fail",
+                f"{found}, and it returned exactly its gradients at x for {named}: backward uses "
+                "a cache from an earlier forward or of earlier parameters (a cache set only "
+                f"once?); {fresh.described}",
+            )
+        # Right at x only: either x is special for this error (it vanishes there: a diagonal
+        # covariance, dy equal to the output), or part of a cache is stale (a one-hot target).
+        return Finding(
+            "wrong-away-from-x",
+            "fail",
+            f"{found}: the backward is right at x only, so x hides its error (a special input, "
+            "where a term vanishes) or it uses part of a cache from an earlier forward, target "
+            f"or parameters; {fresh.described}",
+        )
 
     def check_linear(self, grads: Dict[str, Array]) -> None:
         """backward must be linear in dy: B(dy + 2 dy2) = B(dy) + 2 B(dy2), B(c dy) = c B(dy) for
@@ -697,6 +1037,7 @@ class LayerCalls:
         g2 = self.gradients(dy2, "backward (linearity check, dy2)")
         g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
         g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
+        laid_out = self.layout_gradients()
         # Far larger and far smaller dy than the draws above: a clip or threshold on dy or on
         # the gradient (|dx| <= 50) is linear on every draw of size 1 and wrong elsewhere; and
         # -dy, which puts every entry on the other side of a branch on its sign.
@@ -712,10 +1053,8 @@ class LayerCalls:
         y_size = float(np.max(np.abs(self.y), initial=0.0))
         for key in grads:
             expected = grads[key] + 2.0 * g2[key]
-            # The rounding of three backward calls, one draw per entry: pooled (twice the 90th
-            # percentile) so that an entry whose draw was small by chance is not trusted more.
+            # The rounding of three backward calls, one draw per entry (pooled below).
             spread = np.abs(g3[key] - expected)
-            pooled = 2.0 * float(np.quantile(spread, 0.9)) if spread.size else 0.0
             scale = max(
                 float(np.max(np.abs(expected), initial=0.0)),
                 float(np.max(np.abs(g3[key]), initial=0.0)),
@@ -755,7 +1094,52 @@ class LayerCalls:
             else:
                 # Linear up to rounding: what is left is the backward's rounding (of a
                 # nonlinear backward it would be the nonlinearity, already a finding).
-                self.backward_noise[key] = np.maximum(spread, pooled)
+                self.backward_noise[key] = np.maximum(spread, _pooled_rounding(spread, expected))
+                # Only for a backward linear in dy: a random one (a mask drawn in backward) is
+                # not linear, a finding of its own.
+                if laid_out is not None:
+                    self._check_layout(key, laid_out[key], g3[key] - 2.0 * g2[key], limit)
+
+    def _check_layout(self, key: str, laid_out: Array, reference: Array, limit: float) -> None:
+        """Gradient ``key`` for the non-contiguous ``dy`` (``laid_out``) against the same
+        ``dy``'s from the linearity check's calls after the same forward (``reference``)."""
+        off = np.abs(laid_out - reference)
+        if off.size and float(np.max(off)) > limit:
+            at = tuple(int(i) for i in np.unravel_index(int(np.argmax(off)), off.shape))
+            self.note_once(
+                "backward-layout",
+                key,
+                f"gradient {key!r} differs when dy is not contiguous in memory (the same "
+                "values, every other entry of a larger buffer, as a slice or transpose in a "
+                f"network hands on): at {key}[{', '.join(map(str, at))}] "
+                f"{float(laid_out[at]):.6g} against {float(reference[at]):.6g}; the backward "
+                "assumes C-contiguous memory (as_strided with computed strides, np.frombuffer, "
+                ".data)",
+            )
+
+    def layout_gradients(self) -> Optional[Dict[str, Array]]:
+        """The gradients for ``dy`` in non-contiguous memory (the same values), or ``None``
+        for a scalar ``dy``, or where the backward raised on it (a warning: the backward then
+        fails loudly in a network, not silently)."""
+        if self.dy.ndim == 0:
+            return None
+        try:
+            return self.gradients(
+                self.dy, "backward (layout check, a non-contiguous dy)", strided=True
+            )
+        except Abort as abort:
+            if isinstance(abort.__cause__, SystemExit):
+                raise
+            self.findings.append(
+                Finding(
+                    "backward-layout",
+                    "warning",
+                    f"{abort.finding.message}, for a dy that is not contiguous in memory (the "
+                    "same values, as a slice or transpose in a network hands on); the backward "
+                    "is right only for C-contiguous dy",
+                )
+            )
+            return None
 
     def check_batch_support(self, objective: LayerObjective) -> None:
         """A declared ``supports_batch`` must hold on every slice of a stack of distinct inputs
@@ -782,7 +1166,7 @@ class LayerCalls:
             )
         )
 
-    def check_perturbable(self, objective: LayerObjective) -> None:
+    def check_perturbable(self, objective: LayerObjective, grads: Dict[str, Array]) -> None:
         """Each parameter must be perturbed where the forward reads it.
 
         A parameter that cannot be perturbed in place is a warning: the estimate rebinds
@@ -797,6 +1181,7 @@ class LayerCalls:
         gradient is held to zero as usual.
         """
         self.unreachable: Set[str] = set()
+        self.swallowed: Set[str] = set()
         rng = harness_rng(self.seed, PURPOSE_PARAM_REACH)
         for key in self.param_keys:
             reason = objective.in_place_obstacle(key)
@@ -813,7 +1198,8 @@ class LayerCalls:
                 )
             elif self._params_are_copies(key):
                 reason = "is a new copy on every read of layer.params"
-            if self._moves_an_output(objective, key, rng):
+            change = self._moves_an_output(objective, key, rng)
+            if change is None:
                 continue
             if reason is not None:
                 self.unreachable.add(key)
@@ -826,6 +1212,18 @@ class LayerCalls:
                         f"numerical gradient of {key!r} is zero whatever the truth and its check "
                         "is inconclusive; let params hold, writable and float64, the very array "
                         "the forward reads",
+                    )
+                )
+            elif self._below_rounding(self.analytic_of(key, grads), change):
+                self.swallowed.add(key)
+                self.findings.append(
+                    Finding(
+                        "param-change-swallowed",
+                        "warning",
+                        f"changing params[{key!r}] in place by 1e-3 of its size moved no output, "
+                        f"and the change that grads[{key!r}] predicts for it is below the "
+                        "outputs' rounding (an input near 0 beside outputs of size 1): no "
+                        "estimate can check this gradient here, so its check is inconclusive",
                     )
                 )
             else:
@@ -848,9 +1246,21 @@ class LayerCalls:
 
     def _moves_an_output(
         self, objective: LayerObjective, key: str, rng: np.random.Generator
-    ) -> bool:
-        """Whether one forward with ``params[key]`` at a nearby value gives another output."""
+    ) -> Optional[Array]:
+        """``None`` where one forward with ``params[key]`` at a nearby value gives another
+        output; else the change of the parameter that moved nothing."""
         value = np.asarray(self.params[key], dtype=np.float64)
         moved = _nearby_value(value, rng.standard_normal(value.shape))
         out = objective.outputs_param(key)(moved[None])
-        return not np.array_equal(np.asarray(out)[0], np.asarray(self.y, dtype=np.float64))
+        if np.array_equal(np.asarray(out)[0], np.asarray(self.y, dtype=np.float64)):
+            return moved - value
+        return None
+
+    def _below_rounding(self, gradient: Array, change: Array) -> bool:
+        """Whether a nonzero ``gradient`` predicts, for a parameter ``change`` that moved no
+        output, a change of the objective that the outputs' rounding hides: at most a few ulps
+        of every output, ``<|dy|, eps |y|>``. A zero gradient is what was seen, and a larger one
+        would have moved an output (so it is held to zero)."""
+        predicted = abs(float(np.sum(np.asarray(gradient, dtype=np.float64) * change)))
+        rounding = float(np.sum(np.abs(self.dy) * np.abs(self.y))) * np.finfo(np.float64).eps
+        return bool(np.any(gradient != 0.0) and predicted <= 4.0 * rounding)

@@ -37,8 +37,9 @@ PURPOSE_COMPLEX_TRIAL = 4
 PURPOSE_STALE_CACHE = 5
 #: The factors of the nearby inputs of the batch-support check (one or two inputs).
 PURPOSE_BATCH_PROBE = 6
-#: The one Gaussian direction along which the fresh-cache check estimates the gradient at the
-#: stale-cache check's ``x'``, of the input's shape.
+#: The fresh-cache check's input ``x''`` (the moves of its entries, of the input's shape), then
+#: the one Gaussian direction through the input and the parameters along which it estimates the
+#: gradient at ``x''`` (one draw per entry of each, in the order x, then the parameters by key).
 PURPOSE_FRESH_CACHE = 7
 #: The factors ``1 + 1e-3 z`` of each parameter's nearby value in the reach probe (does the
 #: estimate's perturbation of ``params[key]`` move any output?), one parameter after another
