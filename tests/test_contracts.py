@@ -1311,3 +1311,155 @@ def test_a_parameter_gradient_below_the_outputs_rounding_is_inconclusive_never_f
     # A gradient that would have moved an output is still held to what was seen.
     big = check_layer(_DenseOnTinyInputs(1e215), x, mode=mode)
     assert big.status == "fail", big.explain()
+
+
+class _TransposeTiedAutoencoder:
+    """``tanh(x W) W^T`` with ``params = {"enc": W, "dec": W.T}`` (a view of all of W; found by
+    an adversarial helper: it was inconclusive, never a pass). ``wrong`` puts the total under
+    both keys."""
+
+    def __init__(self, wrong: bool):
+        w = np.random.default_rng(1).standard_normal((4, 3))
+        self.params = {"enc": w, "dec": w.T}
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.params["enc"])
+        return self.h @ self.params["dec"]
+
+    def backward(self, dy):
+        da = (dy @ self.params["dec"].T) * (1 - self.h**2)
+        enc, dec = self.x.T @ da, self.h.T @ dy
+        if self.wrong:
+            enc, dec = enc + dec.T, dec + enc.T
+        self.grads = {"enc": enc, "dec": dec}
+        return da @ self.params["enc"].T
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_parameters_tied_through_a_transpose_are_checked_through_it(mode):
+    x = x_of((6, 4))
+    right = check_layer(_TransposeTiedAutoencoder(wrong=False), x, mode=mode)
+    assert right.status == "pass", right.explain()
+    assert "W and W.T" in message(right, "params-tied")
+    wrong = check_layer(_TransposeTiedAutoencoder(wrong=True), x, mode=mode)
+    assert wrong.status == "fail", wrong.explain()
+
+
+# -- the fresh-cache probe stays where the layer can be -------------------------------------------
+
+
+class _Mahalanobis:
+    """``y_n = x_n^T A x_n`` with A symmetric, and the backward ``2 dy x A`` that holds for
+    symmetric A (which every step of its symmetric gradient keeps); found by an adversarial
+    helper: moving each entry of A on its own made A'' asymmetric and the right layer failed.
+    ``wrong`` drops the factor 2."""
+
+    def __init__(self, wrong: bool):
+        m = np.random.default_rng(1).standard_normal((4, 4))
+        self.params = {"A": m @ m.T + np.eye(4)}
+        self.factor = 1.0 if wrong else 2.0
+
+    def forward(self, x):
+        self.x = x
+        return np.einsum("ni,ij,nj->n", x, self.params["A"], x)
+
+    def backward(self, dy):
+        self.grads = {"A": np.einsum("n,ni,nj->ij", dy, self.x, self.x)}
+        return self.factor * dy[:, None] * (self.x @ self.params["A"])
+
+
+class _GramLoss:
+    """``||X X^T - T||^2 / 2`` with a symmetric pairwise target T (N x N), and the backward
+    ``2 (X X^T - T) X`` that holds for symmetric T; found by an adversarial helper: rolling T's
+    rows alone made it asymmetric. ``stale`` keeps the first target (a stale cache)."""
+
+    is_loss = True
+
+    def __init__(self, stale: bool):
+        self.stale, self.T = stale, None
+
+    def forward(self, x, target):
+        if self.T is None or not self.stale:
+            self.T = target
+        self.x = x
+        return 0.5 * float(np.sum((x @ x.T - target) ** 2))
+
+    def backward(self):
+        return 2.0 * (self.x @ self.x.T - self.T) @ self.x
+
+
+def test_a_backward_right_for_the_symmetric_parameter_it_keeps_is_not_failed():
+    x = x_of((6, 4))
+    result = check_layer(_Mahalanobis(wrong=False), x)
+    assert result.status == "pass", result.explain()
+    assert "wrong-for-moved-params" in codes(result)
+    assert check_layer(_Mahalanobis(wrong=True), x).status == "fail"
+
+
+def test_a_pairwise_target_is_rolled_on_both_axes():
+    x = x_of((6, 3))
+    z = np.random.default_rng(2).standard_normal((6, 3))
+    target = z @ z.T
+    right = check_layer(_GramLoss(stale=False), x, target=target)
+    assert right.status == "pass", right.explain()
+    stale = check_layer(_GramLoss(stale=True), x, target=target)
+    assert stale.status == "fail", stale.explain()
+
+
+@pytest.mark.parametrize("container", [np.asarray, list])
+def test_a_one_hot_cached_from_a_target_given_as_a_list_is_caught(container):
+    x = x_of((8, 4))
+    labels = container(list(np.arange(8) % 4))
+    assert check_layer(_SoftmaxCE(True), x, target=labels).status == "fail"
+    assert check_layer(_SoftmaxCE(False), x, target=labels).status == "pass"
+
+
+@pytest.mark.parametrize("where", ["x", "b"])
+def test_a_first_input_cache_is_caught_beside_an_entry_of_1e_9(where):
+    """Found by an adversarial helper: the fresh-cache check skipped arguments spanning more
+    than 1e8, silently; its direction is now scaled entry by entry."""
+
+    class Cached:
+        def __init__(self, stale: bool):
+            r = np.random.default_rng(1)
+            self.params = {"W": r.standard_normal((4, 3)), "b": r.standard_normal(3)}
+            if where == "b":
+                self.params["b"][0] = 1e-9
+            self.stale, self.x = stale, None
+
+        def forward(self, x):
+            if self.x is None or not self.stale:
+                self.x = x
+            self.y = np.tanh(x @ self.params["W"] + self.params["b"])
+            return self.y
+
+        def backward(self, dy):
+            da = dy * (1 - self.y**2)
+            self.grads = {"W": self.x.T @ da, "b": da.sum(0)}
+            return da @ self.params["W"].T
+
+    x = x_of((6, 4))
+    if where == "x":
+        x[0, 0] = 1e-9
+    assert check_layer(Cached(True), x).status == "fail"
+    assert check_layer(Cached(False), x).status == "pass"
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_cache_of_the_first_parameters_is_caught_when_they_are_read_only(read_only):
+    """Found by an adversarial helper: read-only parameters (functional-style training rebinds
+    params[k]) were never moved by the fresh-cache check, so W.T cached once passed."""
+
+    class Cached(_DenseCachingWT):
+        def __init__(self, stale: bool):
+            super().__init__(stale)
+            for value in self.params.values():
+                value.flags.writeable = not read_only
+
+    x = x_of((8, 4))
+    result = check_layer(Cached(True), x)
+    assert result.status == "fail", result.explain()
+    assert "stale-cache" in codes(result)
+    assert check_layer(Cached(False), x).status == "pass"
