@@ -31,7 +31,6 @@ from .compare import (
 from .contracts import Abort, LayerCalls, nonfinite_index
 from .diagnosis import diagnose_results
 from .finite_diff import (
-    EXTREME_RANGE,
     PROBE_FACTOR,
     RECOVERY_FAILED,
     RECOVERY_NONE,
@@ -41,7 +40,6 @@ from .finite_diff import (
     base_step,
     complex_step_holds,
     directional_derivatives,
-    dynamic_range,
     partial_derivatives,
     points_per_direction,
     steady_under_refinement,
@@ -159,8 +157,23 @@ def resolved_error(thresholds: Array, scale: float, target: float = MISS_TARGET)
     return float(10.0**hi)
 
 
+# Beyond this ratio of the largest to the smallest nonzero magnitude of an input or parameter,
+# every estimate probes for output changes lost to rounding (about 1/eps^(1/2)).
+EXTREME_RANGE = 1e8
+
 # Below this a typical gradient entry counts as zero when stating relative resolutions.
 TINY_SCALE = 1e-300
+
+
+def dynamic_range(a: Any) -> float:
+    """``max |a_i| / min |a_i|`` over the finite nonzero entries (1 when there are none)."""
+    try:
+        mag = np.abs(np.ravel(np.asarray(a, dtype=np.float64)))
+    except (TypeError, ValueError):
+        return 1.0
+    mag = mag[np.isfinite(mag) & (mag > 0)]
+    with np.errstate(over="ignore"):
+        return float(mag.max() / mag.min()) if mag.size else 1.0
 
 
 def _rows(v: Array, idx: Array) -> Array:

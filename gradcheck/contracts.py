@@ -440,10 +440,11 @@ class LayerCalls:
         """A warning, once, for gradients in ``layer.grads`` under keys ``layer.params`` does not
         have: they are checked against nothing, and an optimizer stepping ``layer.params`` never
         applies them (a bias the forward reads from an attribute that ``params`` lacks)."""
-        if not self.check_params or not isinstance(layer_grads, Mapping):
+        noted = ("grads-unmatched", "") in self.noted
+        if noted or not self.check_params or not isinstance(layer_grads, Mapping):
             return
         stray = sorted(str(k) for k in layer_grads if k not in self.params)
-        if stray and ("grads-unmatched", "") not in self.noted:
+        if stray:
             self.noted.add(("grads-unmatched", ""))
             names = ", ".join(f"grads[{k!r}]" for k in stray)
             self.findings.append(
@@ -857,11 +858,12 @@ class LayerCalls:
         moves, and, unlike a nearby input, so do the signs and the order of the entries, so a
         ReLU mask or an argmax frozen on an earlier forward is seen too, while each column keeps
         its values (and its domain, such as ``x > 0``). A loss layer's target is rolled with the
-        rows (a cached one-hot is seen), and every parameter that can be written in place is
-        moved to a nearby value (a cache of ``W.T`` made once is seen; an optimizer's step
-        moves them so). The nearby ``x'`` comes next: where ``x''`` is outside the layer's
-        domain (it raises, or gives a non-finite output or gradient), or where the check could
-        not resolve the derivative there (a kink within its steps).
+        rows (a cached one-hot is seen), and every parameter is moved to a nearby value, in
+        place or, where it cannot be written, by rebinding ``params[key]`` (a cache of ``W.T``
+        made once is seen; an optimizer's step moves them so). The nearby ``x'`` comes next:
+        where ``x''`` is outside the layer's domain (it raises, or gives a non-finite output or
+        gradient), or where the check could not resolve the derivative there (a kink within its
+        steps).
         """
         x = np.asarray(self.x, dtype=np.float64)
         rolled = _rolled(x)
@@ -982,12 +984,13 @@ class LayerCalls:
         The stale-cache check ends on ``forward(x)``, so a layer that caches only its very first
         forward (``if self.cache is None``: its input for dW, a ReLU mask, a one-hot target) or
         the parameters of its first backward passes it, and the estimate, run at ``x`` too. So
-        ``backward`` runs once more right after ``forward(x'')`` (:meth:`fresh_probe`), and
+        ``backward`` runs once more right after ``forward(x'')`` (:meth:`fresh_probes`), and
         along one Gaussian direction through the input and the moved parameters at once (each
-        part scaled to its argument's size) the derivative is estimated at ``x''`` and at ``x``
-        (five-point, 12 forwards) and compared with what each backward says. Where they agree
-        at ``x`` and not at ``x''``, a richardson estimate at ``x''`` must confirm it: the
-        ``stale-cache`` finding is returned.
+        entry scaled to its own size) the derivative is estimated at ``x`` and at ``x''``
+        (``FRESH_METHODS``, the cheapest first) and compared with what each backward says.
+        Where they agree at ``x`` and two stencils disagree at ``x''``, the finding is returned
+        (:meth:`_fresh_verdict`): ``stale-cache``, ``wrong-away-from-x``, the warning
+        ``wrong-for-moved-params``, or ``fresh-cache-unchecked`` where nothing was resolved.
         """
         keys = ["x", *fresh.moved]
         rest = list(fresh.moved)
@@ -995,11 +998,10 @@ class LayerCalls:
             "x": np.asarray(self.x, dtype=np.float64),
             **{k: np.asarray(self.params[k], dtype=np.float64) for k in rest},
         }
-        # Each entry of the direction on that entry's own scale (its argument's typical one
-        # where it is 0): no entry's share of the derivative is lost beside another's, however
-        # far apart their sizes (an input with an entry of 1e-9 beside entries of 1).
-        # The smaller of its sizes at x and at x'' (whose rows are rolled): an entry near 0 at
-        # either point is not stepped across 0 (a ReLU's kink).
+        # Each entry of the direction on that entry's own scale, the smaller of its sizes at x
+        # and at x'' (whose rows are rolled): no entry's share of the derivative is lost beside
+        # another's, however far apart their sizes (an entry of 1e-9 beside entries of 1), and
+        # an entry near 0 at either point is not stepped across 0 (a ReLU's kink).
         there = {"x": np.asarray(fresh.point, dtype=np.float64), **fresh.moved}
         z = {key: rng.standard_normal(bases[key].size) for key in keys}
         parts = {

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -137,22 +137,6 @@ class Estimate:
 
 
 FLOAT64 = np.dtype(np.float64)
-
-
-#: Beyond this ratio of the largest to the smallest nonzero magnitude of an input or parameter,
-#: every estimate probes for output changes lost to rounding (about 1/eps^(1/2)).
-EXTREME_RANGE = 1e8
-
-
-def dynamic_range(a: Any) -> float:
-    """``max |a_i| / min |a_i|`` over the finite nonzero entries (1 when there are none)."""
-    try:
-        mag = np.abs(np.ravel(np.asarray(a, dtype=np.float64)))
-    except (TypeError, ValueError):
-        return 1.0
-    mag = mag[np.isfinite(mag) & (mag > 0)]
-    with np.errstate(over="ignore"):
-        return float(mag.max() / mag.min()) if mag.size else 1.0
 
 
 def typical_scale(x: Array) -> float:
