@@ -361,7 +361,13 @@ class _Checker:
             self.note_nonfinite(key, est, base.shape, "full")
             est = dataclasses.replace(est, error=est.error + self.analytic_rounding(key))
             cmp = compare(
-                analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+                analytic,
+                est.value,
+                est.error,
+                rtol=self.rtol,
+                atol=self.atol,
+                n_worst=self.n_worst,
+                rounding=self.analytic_rounding(key),
             )
             if self.is_final(method):
                 est, cmp = self.confirm_full(key, analytic, est, cmp)
@@ -503,7 +509,13 @@ class _Checker:
         est = dataclasses.replace(est, error=error, evaluations=est.evaluations + spent)
         if refuted.size:
             cmp = compare(
-                analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+                analytic,
+                est.value,
+                est.error,
+                rtol=self.rtol,
+                atol=self.atol,
+                n_worst=self.n_worst,
+                rounding=self.analytic_rounding(key),
             )
         return est, cmp
 
@@ -586,7 +598,13 @@ class _Checker:
             evaluations=evaluations,
         )
         cmp = compare(
-            analytic, est.value, est.error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+            analytic,
+            est.value,
+            est.error,
+            rtol=self.rtol,
+            atol=self.atol,
+            n_worst=self.n_worst,
+            rounding=self.analytic_rounding(key),
         )
         if cmp.status == "fail":
             est, cmp = self.confirm_full(key, analytic, est, cmp)
@@ -620,6 +638,36 @@ class _Checker:
         noise = self.backward_noise.get(key)
         base = self.x if key == "x" else self.params[key]
         return np.zeros(np.shape(base)) if noise is None else noise
+
+    def note_rounding(self, key: str, result: ArgumentResult) -> None:
+        """Say so where argument ``key`` is inconclusive because the backward's own rounding
+        exceeds the tolerance (not the estimate: its reason would otherwise blame that)."""
+        cmp = result.comparison
+        if result.status != "inconclusive" or result.numeric is None:
+            return
+        rounding = np.ravel(self.analytic_rounding(key))
+        if result.mode == "full":
+            with np.errstate(invalid="ignore", over="ignore"):
+                tol = cmp.atol + cmp.rtol * np.abs(np.ravel(result.numeric))
+                over = rounding > tol
+            what, count, worst = "entries", int(np.sum(over)), float(np.max(rounding, initial=0))
+        else:
+            worst = scaled_norm(rounding)
+            what, count = "random directions", cmp.n_entries if worst > cmp.atol else 0
+        if not count:
+            return
+        self.findings.append(
+            Finding(
+                "backward-rounding",
+                "warning",
+                f"{key}: the backward's own rounding (up to {worst:.2e}) exceeds the tolerance "
+                f"on {count}/{cmp.n_entries} {what}, so they cannot be verified: measured by "
+                "the linearity check (backward(dy1 + 2 dy2) against backward(dy1) + 2 "
+                "backward(dy2)) and pooled over entries of about one size, it is the error "
+                "bar of every entry of that size, and an error as large would pass unseen (a "
+                "backward that loses digits to cancellation, or an ill-conditioned layer)",
+            )
+        )
 
     def note_nonfinite(self, key: str, est: Estimate, shape: Tuple[int, ...], mode: str) -> None:
         for finding in _nonfinite_finding(key, est, shape, mode):
@@ -730,7 +778,13 @@ class _Checker:
             )
             step.flat[unresolved[take]] = fine.step[take]
             cmp = compare(
-                analytic, value, error, rtol=self.rtol, atol=self.atol, n_worst=self.n_worst
+                analytic,
+                value,
+                error,
+                rtol=self.rtol,
+                atol=self.atol,
+                n_worst=self.n_worst,
+                rounding=self.analytic_rounding(key),
             )
         merged = Estimate(value, error, used[-1], step, evaluations)
         merged, cmp = self.confirm_full(key, analytic, merged, cmp)
@@ -770,6 +824,7 @@ class _Checker:
         projected: List[Array] = []
         atols: List[Array] = []
         resolves: List[Array] = []
+        roundings: List[Array] = []
         # The directions, (k, *base.shape) per batch, kept only where a claimed failure will be
         # re-estimated along them (a final estimate): for a large input they are its size each.
         final = self.is_final(method)
@@ -788,6 +843,8 @@ class _Checker:
                 atol = self.rtol * DIRECTIONAL_FLOOR * band_norm
                 resolve_atol = self.rtol * band_norm
             unit = support.size <= SMALL_BAND and support.size < n
+            # The projection's share of the backward's rounding: ||r|| for a Gaussian v.
+            band_rounding = scaled_norm(self.analytic_rounding(key).ravel()[support])
             if unit:
                 batches = [support.size]
             elif fixed is not None:
@@ -831,15 +888,19 @@ class _Checker:
                 if i > 0:
                     spent_budget += est.evaluations
                 band_values.append(est.value)
-                # The projection's share of the backward's rounding: ||r|| for a Gaussian v.
-                rounding = self.analytic_rounding(key).ravel()[support]
-                band_errors.append(est.error + scaled_norm(rounding))
+                band_errors.append(est.error + band_rounding)
                 band_proj.append(_project(v, analytic))
                 value, error, proj = (
                     np.concatenate(c) for c in (band_values, band_errors, band_proj)
                 )
                 cmp = compare(
-                    proj, value, error, rtol=self.rtol, atol=atol, resolve_atol=resolve_atol
+                    proj,
+                    value,
+                    error,
+                    rtol=self.rtol,
+                    atol=atol,
+                    resolve_atol=resolve_atol,
+                    rounding=band_rounding,
                 )
                 with np.errstate(invalid="ignore", over="ignore"):
                     thresholds = cmp.atol + cmp.rtol * np.abs(value) + FAIL_MARGIN * error
@@ -857,6 +918,7 @@ class _Checker:
             projected.append(band_projection)
             atols.append(np.full(band_value.size, atol))
             resolves.append(np.full(band_value.size, max(float(resolve_atol or 0.0), float(atol))))
+            roundings.append(np.full(band_value.size, band_rounding))
             if unit:
                 # Entry by entry: nothing slips through by chance.
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -869,8 +931,8 @@ class _Checker:
                     worst_entry, resolved_error(thresholds, band_norm / np.sqrt(support.size))
                 )
                 worst_gradient = max(worst_gradient, resolved_error(thresholds, band_norm))
-        value, error, proj, atol_all, resolve_all = (
-            np.concatenate(c) for c in (values, errors, projected, atols, resolves)
+        value, error, proj, atol_all, resolve_all, rounding_all = (
+            np.concatenate(c) for c in (values, errors, projected, atols, resolves, roundings)
         )
         cmp = compare(
             proj,
@@ -880,6 +942,7 @@ class _Checker:
             atol=atol_all,
             n_worst=self.n_worst,
             resolve_atol=resolve_all,
+            rounding=rounding_all,
         )
         if final:
             claimed = failing_entries(proj, value, error, cmp, atol=atol_all) & np.isfinite(proj)
@@ -907,6 +970,7 @@ class _Checker:
                         atol=atol_all,
                         n_worst=self.n_worst,
                         resolve_atol=resolve_all,
+                        rounding=rounding_all,
                     )
         with np.errstate(invalid="ignore", over="ignore"):
             thresholds = atol_all + cmp.rtol * np.abs(value) + FAIL_MARGIN * error
@@ -1197,6 +1261,7 @@ class _Checker:
                         result,
                         comparison=dataclasses.replace(result.comparison, status="inconclusive"),
                     )
+                self.note_rounding(key, result)
                 results.append(result)
             if self.objective.batch_mismatch is not None:
                 self.findings.append(
@@ -1252,9 +1317,11 @@ def _draw_target(layer: Any, x: Array, seed: int) -> Array:
     """Integer labels ``(N,)`` in ``[0, C)`` from the harness's stream.
 
     ``C`` is the layer's ``n_classes`` when it declares one (a network ending in a loss takes
-    features, not logits), else the last axis of ``x`` (logits ``(N, C)``).
+    features, not logits), else the last axis of ``x`` (logits ``(N, C)``), and 2 for a single
+    logit column ``(N, 1)``: a binary loss, whose labels drawn from ``[0, 1)`` would all be 0 and
+    hide every error in the term of label 1.
     """
-    n_classes = int(getattr(layer, "n_classes", None) or x.shape[-1])
+    n_classes = int(getattr(layer, "n_classes", None) or max(2, x.shape[-1]))
     return harness_rng(seed, PURPOSE_DEFAULT_LABELS).integers(0, n_classes, size=x.shape[:-1])
 
 
@@ -1308,6 +1375,15 @@ def _reason(
                     f"; covariance condition number {spectrum['condition_number']:.2e}, "
                     f"smallest eigenvalue gap {spectrum['min_gap']:.2e}"
                 )
+            for f in findings:
+                if f.code == "backward-rounding" and f.message.startswith(f"{a.name}: "):
+                    return f.message + extra
+            if c.n_inconclusive == 0:
+                # Judged inconclusive as a whole (param-change-swallowed, param-unreachable,
+                # params-overlap): the finding that says why, not the entries' count of 0.
+                for f in findings:
+                    if f.severity == "warning" and repr(a.name) in f.message:
+                        return f"{a.name}: {f.code}: {f.message}"
             unit = "random directions" if a.mode == "directional" else "entries"
             return (
                 f"{a.name}: the numerical estimate cannot resolve the tolerance on "

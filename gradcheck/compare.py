@@ -206,6 +206,7 @@ def compare(
     atol: Union[float, Array, None] = None,
     n_worst: int = 5,
     resolve_atol: Union[float, Array, None] = None,
+    rounding: Union[float, Array, None] = None,
 ) -> Comparison:
     """Judge ``analytic`` against ``numeric`` (same shape), entry by entry, as the module says.
 
@@ -214,6 +215,13 @@ def compare(
     ``resolve_atol + rtol |n_i|`` leaves an entry inconclusive. A failure is judged against
     the tighter ``atol``, so that one large entry widens neither the fail test of the others
     nor, through an error estimate it cannot meet, turns a resolvable check inconclusive.
+
+    ``rounding`` (broadcast against ``a``) is the part of ``error_estimate`` that is the analytic
+    gradient's own rounding (a backward that loses digits to cancellation). The floor above is
+    for what finite differences cannot resolve beside large entries; it does not excuse the
+    backward under test: an entry whose own rounding exceeds its tight ``tol_i`` is
+    inconclusive, since an error of that size in it (or in exact entries of its size, whose
+    error bar the rounding of their like sets) would pass unseen.
     """
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
@@ -249,6 +257,8 @@ def compare(
         # Beyond the tolerance, but by no more than a few error estimates: an estimate this
         # close to its own limit cannot confirm a failure, and must not be read as a pass.
         unresolved = ~failed & ((e > tol_resolve) | ~finite | beyond)
+        if rounding is not None:
+            unresolved |= ~failed & (np.asarray(rounding, dtype=np.float64) > tol)
         if failed.any():
             status = "fail"
         elif unresolved.any():

@@ -255,16 +255,24 @@ def _pooled_rounding(spread: Array, magnitude: Array) -> Array:
     by chance is not trusted more than its like.
 
     Pooled within bands a factor ``BAND_RATIO`` wide (:func:`~gradcheck.compare.magnitude_bands`,
-    merged upwards until a group holds ``POOL_MIN`` entries), never over the whole argument: the
-    ordinary rounding of entries 1e12 times larger than the rest would otherwise be every small
-    entry's error bar, and hide a linear error of 1e-5 in all of them.
+    merged upwards until a group holds ``POOL_MIN`` entries, each band's draws then taken
+    relative to its largest entry), never over the whole argument: the ordinary rounding of
+    entries 1e12 times larger than the rest would otherwise be every small entry's error bar,
+    and hide a linear error of 1e-5 in all of them (or, since such a bar cannot be verified
+    below, leave them inconclusive).
     """
     if spread.size == 0:
         return np.zeros(spread.shape)
     flat, out = spread.ravel(), np.empty(spread.size)
+    mag = np.abs(np.ravel(magnitude))
+    # Each band's largest entry: a group merged from several bands pools its rounding relative
+    # to it, so that the rounding of a few entries of 1e8 is not the bar of entries of 1.
+    size = np.ones(spread.size)
     groups: List[Array] = []
     pending: List[Array] = []
-    for band in magnitude_bands(np.ravel(magnitude), below_median=True):
+    for band in magnitude_bands(mag, below_median=True):
+        top = float(np.max(mag[band], initial=0.0))
+        size[band] = top if np.isfinite(top) and top > 0 else 1.0
         pending.append(band)
         if sum(b.size for b in pending) >= POOL_MIN:
             groups.append(np.concatenate(pending))
@@ -274,8 +282,13 @@ def _pooled_rounding(spread: Array, magnitude: Array) -> Array:
         rest = np.concatenate(pending)
         groups = [*groups[:-1], np.concatenate([groups[-1], rest])] if groups else [rest]
     for group in groups:
-        out[group] = 2.0 * float(np.quantile(flat[group], 0.9))
+        out[group] = 2.0 * float(np.quantile(flat[group] / size[group], 0.9)) * size[group]
     return out.reshape(spread.shape)
+
+
+def _equal_to_any(a: Array, others: Tuple[Any, ...]) -> bool:
+    """Whether ``a`` has the shape and values of one of ``others``."""
+    return any(np.shape(o) == a.shape and np.array_equal(a, np.asarray(o)) for o in others)
 
 
 def _rolled(a: Array) -> Array:
@@ -553,6 +566,7 @@ class LayerCalls:
         self.watched: List[Tuple[str, weakref.ReferenceType[Array], Array]] = []
         self.handed: List[Array] = []
         self.noted: Set[Tuple[str, str]] = set()
+        self.refuse_unreadable_params()
         before = layer_params(self.layer) if self.check_params else {}
         self.params = before
         self.param_keys = sorted(before)
@@ -566,10 +580,58 @@ class LayerCalls:
         self.tie_params()
         self.dy = self.upstream(self.y)
         grads = self.gradients(self.dy)
+        self.note_unnamed_params()
         self.check_repeatable(grads)
         if not self.is_loss:
             self.check_linear(grads)
         return grads
+
+    def refuse_unreadable_params(self) -> None:
+        """An error for parameters the check cannot name and set one array at a time."""
+        if not self.check_params:
+            return
+        held = getattr(self.layer, "params", None)
+        empty = isinstance(held, (list, tuple)) and not held
+        if held is not None and not empty and not isinstance(held, Mapping):
+            # Parameters the check cannot name and set (a list of arrays or of (name, array)
+            # pairs, a params() method, a namespace) cannot be matched with their gradients:
+            # were they skipped, a wrong parameter gradient would pass unseen.
+            arrays = isinstance(held, (list, tuple)) and all(
+                isinstance(p, np.ndarray) for p in held
+            )
+            what = ("a method" if callable(held) else f"a {type(held).__name__}") + (
+                " of arrays" if arrays else ""
+            )
+            raise Abort(
+                Finding(
+                    "params-not-a-mapping",
+                    "error",
+                    f"layer.params is {what}; the check reads parameters from a mapping of "
+                    "names to arrays (layer.params = {'W': W, ...}, with layer.grads = "
+                    "{'W': dW, ...} after backward), so none was checked",
+                )
+            )
+        nested = sorted(
+            (str(k), type(v).__name__)
+            for k, v in layer_params(self.layer).items()
+            if isinstance(v, Mapping)
+            or (
+                isinstance(v, (list, tuple))
+                and any(isinstance(p, (np.ndarray, Mapping, list, tuple)) for p in v)
+            )
+        )
+        if nested:
+            key, kind = nested[0]
+            raise Abort(
+                Finding(
+                    "params-not-a-mapping",
+                    "error",
+                    f"layer.params[{key!r}] is a {kind}, not an array; the check reads "
+                    "one array per name (flatten nested parameters into one mapping: "
+                    "layer.params = {'dense.W': W, ...}, layer.grads likewise), so none was "
+                    "checked",
+                )
+            )
 
     def adopt_params(self, before: Dict[str, Array]) -> None:
         """Read ``layer.params`` again after the first forward, where many layers create them.
@@ -580,19 +642,7 @@ class LayerCalls:
         """
         if not self.check_params:
             return
-        held = getattr(self.layer, "params", None)
-        if isinstance(held, (list, tuple)) and any(isinstance(p, np.ndarray) for p in held):
-            # Unnamed parameters cannot be matched with their gradients: were they skipped, a
-            # wrong parameter gradient would pass unseen.
-            raise Abort(
-                Finding(
-                    "params-not-a-mapping",
-                    "error",
-                    f"layer.params is a {type(held).__name__} of arrays; the check reads "
-                    "parameters from a mapping of names to arrays (layer.params = {'W': W, ...}, "
-                    "with layer.grads = {'W': dW, ...} after backward), so none was checked",
-                )
-            )
+        self.refuse_unreadable_params()
         after = layer_params(self.layer)
         created = sorted(set(after) - set(before))
         replaced = sorted(k for k in after if k in before and after[k] is not before[k])
@@ -615,6 +665,76 @@ class LayerCalls:
             self.params_original[key] = after[key]
         self.params = after
         self.param_keys = sorted(after)
+
+    def note_unnamed_params(self) -> None:
+        """A warning for a layer without ``params`` that holds what look like parameters
+        elsewhere: a dict of arrays under another name (``self.weights``), or arrays with a
+        gradient beside them after backward (``self.W`` and ``self.dW``, ``grad_W``, ``W_grad``).
+        Their gradients cannot be checked, and the pass would otherwise say nothing of them."""
+        if self.params or not self.check_params:
+            return
+        held: Dict[str, Any] = {}
+        # Through dir(), not vars(): a proxy around the layer (the runner's) shows its layer's.
+        for name in dir(self.layer):
+            if name.startswith("_"):
+                continue  # private state (an adapter's, a cache) is no user parameter
+            try:
+                held[name] = getattr(self.layer, name)
+            except Exception:
+                continue  # a property that raises is no parameter
+        arrays = {
+            k: v
+            for k, v in held.items()
+            if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating) and v.size
+        }
+        # A cached input or output beside its gradient (self.x and self.dx) is no parameter.
+        cached = [k for k, v in arrays.items() if _equal_to_any(v, (self.x, self.y))]
+        paired = sorted(
+            k
+            for k, v in arrays.items()
+            if k not in cached
+            and any(
+                isinstance(arrays.get(g), np.ndarray) and arrays[g].shape == v.shape
+                for g in (f"d{k}", f"grad_{k}", f"{k}_grad", f"d_{k}")
+            )
+        )
+        tables = {
+            k: v
+            for k, v in held.items()
+            if isinstance(v, Mapping)
+            and v
+            and all(
+                isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating)
+                for a in v.values()
+            )
+        }
+        # A dict of arrays with a twin of the same keys and shapes (weights and gradients).
+        dicts = sorted(
+            k
+            for k, v in tables.items()
+            if k != "grads"
+            and any(
+                other != k
+                and set(v) == set(t)
+                and all(np.shape(t[name]) == np.shape(v[name]) for name in v)
+                and not all(t[name] is v[name] for name in v)
+                for other, t in tables.items()
+            )
+        )
+        if not (paired or dicts):
+            return
+        found = [f"arrays {', '.join(paired)} with a gradient beside each"] if paired else []
+        found += [f"dicts of arrays under the same names ({', '.join(dicts)})"] if dicts else []
+        self.findings.append(
+            Finding(
+                "params-unnamed",
+                "warning",
+                f"the layer has no layer.params but holds {' and '.join(found)}: only the "
+                "gradient of the input was checked; to check parameter gradients too, expose "
+                "them as layer.params = {'W': W, ...} (the arrays the forward reads) and "
+                "layer.grads = {'W': dW, ...} after backward",
+            )
+        )
 
     def tie_params(self) -> None:
         """Group the parameters that are one array under several keys (``{"enc": W, "dec": W}``).
@@ -695,7 +815,12 @@ class LayerCalls:
                 Finding(
                     "forward-shape",
                     "error",
-                    f"a loss layer's forward must return a scalar, got shape {arr.shape}",
+                    f"a loss layer's forward must return a scalar, got shape {arr.shape}"
+                    + (
+                        " (return float(loss), or loss.reshape(()), for a loss of one entry)"
+                        if arr.size == 1
+                        else ""
+                    ),
                 )
             )
         if not np.issubdtype(arr.dtype, np.floating):
@@ -1088,18 +1213,8 @@ class LayerCalls:
             f"or at x'', by {', '.join(FRESH_METHODS)}): a backward that uses a cache from an "
             f"earlier forward is not ruled out; {fresh.described}",
         )
-        # The cheapest stencil first; a longer one only where it left the derivative unresolved
-        # (a kink within its step, a curvature its step cannot follow).
-        for method in FRESH_METHODS:
-            at_x = estimate(self.x, self.target, {}, method)
-            status = compare(projection(grads), at_x.value, at_x.error, rtol=self.rtol).status
-            if status != "inconclusive":
-                break
-        if status == "fail":
-            # Backward disagrees at x itself: the estimate's own verdict, not this check's.
-            return None
-        if status != "pass":
-            return unresolved
+        # x'' first: a right layer passes there, and x is then not needed. x only tells a
+        # disagreement at x'' that is this check's (backward right at x) from the estimate's own.
         said = projection(fresh.after)
         failed = 0
         for method in FRESH_METHODS:
@@ -1115,8 +1230,19 @@ class LayerCalls:
             failed += status == "fail"
             if failed == 2:
                 break
-        if failed < 2:
-            # Unresolved at x'', or failed by one method only: nothing is claimed, and it is said.
+        # The cheapest stencil first; a longer one only where it left the derivative unresolved
+        # (a kink within its step, a curvature its step cannot follow).
+        for method in FRESH_METHODS:
+            at_x = estimate(self.x, self.target, {}, method)
+            status = compare(projection(grads), at_x.value, at_x.error, rtol=self.rtol).status
+            if status != "inconclusive":
+                break
+        if status == "fail":
+            # Backward disagrees at x itself: the estimate's own verdict, not this check's.
+            return None
+        if status != "pass" or failed < 2:
+            # Unresolved at x or at x'', or failed there by one method only: nothing is
+            # claimed, and it is said.
             return unresolved
         found = (
             "backward right after forward(x'') is not the gradient at x'': along a random "

@@ -1045,6 +1045,15 @@ def _richardson(
         # can be fooled there, so it must agree with estimates at smaller steps too.
         doubtful = refine[np.isfinite(error[refine]) & ~np.isfinite(coarse.error[refine])]
         if doubtful.size:
+            # Each level probed as the candidates were (at the same multiple of its step), and
+            # told that other directions move outputs: a change lost to rounding at these
+            # steps (a weight of an input entry of 1e-20 beside entries of 1) must show in
+            # their errors too, or the finest level's tiny error certifies a wrong estimate.
+            probe_ratio = (
+                None
+                if fallback_step is None
+                else np.broadcast_to(fallback_step, np.shape(step))[doubtful] / step[doubtful]
+            )
             levels = [
                 directional_derivatives(
                     outputs,
@@ -1055,6 +1064,10 @@ def _richardson(
                     used[doubtful] * shrink,
                     method="five-point",
                     chunk=chunk,
+                    fallback_step=(
+                        None if probe_ratio is None else used[doubtful] * shrink * probe_ratio
+                    ),
+                    others_move=others_move,
                 )
                 for shrink in (1.0, 1.0 / 16.0, 1.0 / 256.0, 1.0 / 4096.0)
             ]

@@ -568,6 +568,11 @@ class LayerProxy:
             raise AttributeError(name)
         return getattr(self._layer, name)
 
+    def __dir__(self) -> List[str]:
+        # The layer's attributes, as getattr sees them (the check looks for parameters held
+        # outside layer.params).
+        return sorted(set(dir(self._layer)) | {"forward", "backward", "name", "supports_batch"})
+
     @property
     def name(self) -> str:
         return layer_name(self._layer)

@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .result import STATUS_ORDER, ArgumentResult, CheckResult
 from .result import explain_check as explain
@@ -184,6 +184,21 @@ def _paint(text: str, code: str, colour: bool) -> str:
     return f"\033[{code}m{text}\033[0m" if colour else text
 
 
+def _warnings_of_passes(results: Sequence[CheckResult]) -> Dict[Tuple[str, str, str], List[str]]:
+    """The warnings of passing checks, each once with the seeds that gave it: a pass gets no
+    details, and a warning (a gradient right only at the parameters given, an input the
+    check could not move) is what the user must still read."""
+    warned: Dict[Tuple[str, str, str], List[str]] = {}
+    for r in results:
+        if r.status != "pass":
+            continue
+        for f in r.findings:
+            if f.severity == "warning":
+                checked = f"{r.layer} {_shape(r)}"
+                warned.setdefault((checked, f.code, f.message), []).append(str(r.seed))
+    return warned
+
+
 def render_text(report: Report, colour: bool = False) -> str:
     """An aligned table, one row per check, then details of every check that did not pass."""
     headers = ("layer", "shape", "seed", "mode", "max abs err", "rel err", "tolerance", "status")
@@ -216,6 +231,12 @@ def render_text(report: Report, colour: bool = False) -> str:
         lines.append("  ".join(cells).rstrip())
         for a in _diagnosed(r):
             lines.append(_printable(f"  diagnosis of {a.name}: {a.diagnosis.message}"))  # type: ignore[union-attr]
+    warned = _warnings_of_passes(report.results)
+    if warned:
+        lines.append("")
+        lines.append("Warnings of checks that passed:")
+        for (layer, code, message), seeds in warned.items():
+            lines.append(_printable(f"  {layer} (seed {', '.join(seeds)}) [{code}]: {message}"))
     details = [(i, r) for i, r in enumerate(report.results) if r.status != "pass"]
     if details:
         lines.append("")

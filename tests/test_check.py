@@ -410,3 +410,32 @@ def test_loss_layer_labels_follow_a_declared_class_count():
             return self.ce.backward() @ self.w.T
 
     assert check_layer(Head(), x_of((6, 3))).status == "pass"
+
+
+class _BinaryCrossEntropy:
+    """Binary cross-entropy on one logit column ``(N, 1)``; ``forget_y`` returns ``p / N``, the
+    gradient without its ``- y`` (found by an adversarial helper: the default labels were
+    drawn from ``[0, x.shape[-1]) = [0, 1)``, all 0, where the two agree)."""
+
+    is_loss = True
+
+    def __init__(self, forget_y: bool) -> None:
+        self.forget_y = forget_y
+
+    def forward(self, z, labels):
+        self.z, self.y = z, np.asarray(labels, dtype=float).reshape(z.shape)
+        self.p = 1.0 / (1.0 + np.exp(-z))
+        return float(-np.mean(self.y * np.log(self.p) + (1 - self.y) * np.log(1 - self.p)))
+
+    def backward(self):
+        n = self.z.shape[0]
+        return self.p / n if self.forget_y else (self.p - self.y) / n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_binary_loss_on_one_logit_column_gets_labels_of_both_classes(seed):
+    z = np.random.default_rng(seed).standard_normal((8, 1))
+    wrong = check_layer(_BinaryCrossEntropy(forget_y=True), z, seed=seed)
+    assert wrong.status == "fail", wrong.explain()
+    right = check_layer(_BinaryCrossEntropy(forget_y=False), z, seed=seed)
+    assert right.status == "pass", right.explain()

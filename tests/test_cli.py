@@ -989,3 +989,36 @@ def test_plot_of_a_user_layer_and_of_a_crashing_one(user_dir, tmp_path):
     assert crash.returncode == 1
     assert "must have 5 features" in crash.stderr
     assert not (tmp_path / "dense.png").exists()
+
+
+WARNED_LAYER = textwrap.dedent(
+    '''
+    import numpy as np
+
+
+    class AttrDense:
+        """Parameters held as attributes, with no layer.params: only dx can be checked."""
+
+        def __init__(self):
+            self.W = np.random.default_rng(0).standard_normal((3, 2))
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dy):
+            self.dW = self.x.T @ dy
+            return dy @ self.W.T
+    '''
+)
+
+
+def test_the_warnings_of_passing_checks_are_printed(tmp_path):
+    # A pass prints no details; a warning of one (parameters the check could not see) would
+    # otherwise reach nobody who reads the report.
+    (tmp_path / "warned.py").write_text(WARNED_LAYER)
+    proc = run("report", "--layer", "warned:AttrDense", "--shape", "4x3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Warnings of checks that passed:" in proc.stdout, proc.stdout
+    assert "warned:AttrDense 4x3 (seed 0, 1) [params-unnamed]" in proc.stdout, proc.stdout
+    assert "arrays W with a gradient beside each" in proc.stdout, proc.stdout

@@ -1126,6 +1126,59 @@ def test_a_linear_error_in_small_entries_beside_large_ones_is_not_hidden_by_thei
     assert right.status == "pass", right.explain()
 
 
+class _NoisyBesideClean:
+    """``y = x`` with column 7 times 1e6 (found by an adversarial helper): the backward of
+    columns 4-6 is right but computed as ``dy (R + 1) - dy R`` (a rounding of about 1e-4 of
+    dy), and ``bug`` scales columns 0-3, whose backward has no rounding at all. The noisy
+    columns' pooled rounding was the clean columns' error bar, and the column of 1e6 raised the
+    floor that the estimate must resolve to 1e-2: a 1e-4 error in columns 0-3 passed."""
+
+    def __init__(self, bug: float):
+        self.bug = bug
+
+    def forward(self, x):
+        y = x.copy()
+        y[:, 7] *= 1e6
+        return y
+
+    def backward(self, dy):
+        dx = dy.copy()
+        dx[:, :4] *= 1 + self.bug
+        dx[:, 4:7] = dy[:, 4:7] * (1e12 + 1.0) - dy[:, 4:7] * 1e12
+        dx[:, 7] = dy[:, 7] * 1e6
+        return dx
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_entries_whose_error_bar_is_the_backwards_rounding_are_never_a_pass(mode, seed):
+    # The resolve floor excuses what finite differences cannot resolve beside large entries,
+    # never the backward's own rounding: entries whose bar it sets are inconclusive, and so is
+    # the right twin (its noisy columns cannot be verified to the tolerance).
+    x = np.random.default_rng(0).standard_normal((16, 8))
+    for bug in (1e-6, 1e-4):
+        wrong = check_layer(_NoisyBesideClean(bug), x, seed=seed, mode=mode)
+        assert wrong.status != "pass", wrong.explain()
+    right = check_layer(_NoisyBesideClean(0.0), x, seed=seed, mode=mode)
+    assert right.status == "inconclusive", right.explain()
+    if mode != "directional":
+        assert "backward's own rounding" in (right.reason or ""), right.reason
+
+
+def test_a_clean_backward_beside_a_column_of_1e6_still_passes():
+    # The twin without the noisy columns: nothing but the estimate's resolve floor is at work.
+    class Clean(_NoisyBesideClean):
+        def backward(self, dy):
+            dx = dy.copy()
+            dx[:, 7] = dy[:, 7] * 1e6
+            return dx
+
+    x = np.random.default_rng(0).standard_normal((16, 8))
+    for mode in ("auto", "full"):
+        result = check_layer(Clean(0.0), x, seed=0, mode=mode)
+        assert result.status == "pass", result.explain()
+
+
 # -- caches of the target and of the parameters ---------------------------------------------------
 
 
@@ -1463,3 +1516,89 @@ def test_a_cache_of_the_first_parameters_is_caught_when_they_are_read_only(read_
     assert result.status == "fail", result.explain()
     assert "stale-cache" in codes(result)
     assert check_layer(Cached(False), x).status == "pass"
+
+
+# -- parameters the check cannot read -------------------------------------------------------------
+
+
+class _ParamsHeldAs:
+    """``y = x W``, its parameter held in one of the ways users write: a list of (name, array)
+    pairs, a params() method, a namespace, a nested dict, a list under one name, or plain
+    attributes with ``dW`` beside ``W``. ``factor`` 2 makes dW wrong (found by an adversarial
+    helper: every one of them passed, the parameter skipped without a word)."""
+
+    def __init__(self, held: str, factor: float) -> None:
+        self.W = np.random.default_rng(0).standard_normal((3, 2))
+        self.held, self.factor = held, factor
+        if held == "pairs":
+            self.params = [("W", self.W)]
+        elif held == "namespace":
+            self.params = types.SimpleNamespace(W=self.W)
+        elif held == "nested":
+            self.params = {"dense": {"W": self.W}}
+        elif held == "list-under-a-name":
+            self.params = {"Ws": [self.W]}
+        elif held == "dict-under-another-name":
+            self.weights = {"W": self.W}
+        elif held == "method":
+            self.params = lambda: {"W": self.W}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dy):
+        self.dW = self.factor * self.x.T @ dy
+        if self.held == "dict-under-another-name":
+            self.gradients = {"W": self.dW}
+        return dy @ self.W.T
+
+
+@pytest.mark.parametrize("held", ["pairs", "namespace", "nested", "list-under-a-name", "method"])
+def test_parameters_the_check_cannot_name_are_an_error_not_skipped(held):
+    for factor in (2.0, 1.0):
+        result = check_layer(_ParamsHeldAs(held, factor), x_of((4, 3)))
+        assert result.status == "error", result.explain()
+        assert "so none was checked" in message(result, "params-not-a-mapping")
+
+
+@pytest.mark.parametrize("held", ["attributes", "dict-under-another-name"])
+def test_parameters_held_elsewhere_than_params_are_a_warning(held):
+    for factor in (2.0, 1.0):
+        result = check_layer(_ParamsHeldAs(held, factor), x_of((4, 3)))
+        assert result.status == "pass", result.explain()
+        found = message(result, "params-unnamed")
+        assert ("arrays W" if held == "attributes" else "names (gradients, weights)") in found
+
+
+def test_a_plain_layer_without_parameters_gets_no_params_warning():
+    class Tanh:
+        def forward(self, x):
+            self.x = x
+            self.y = np.tanh(x)
+            return self.y
+
+        def backward(self, dy):
+            # The cached input and output beside their gradients: no parameters.
+            self.dy = dy
+            self.dx = dy * (1 - self.y**2)
+            return self.dx
+
+    result = check_layer(Tanh(), x_of((4, 3)))
+    assert result.status == "pass" and "params-unnamed" not in codes(result), result.explain()
+
+
+def test_a_loss_of_shape_1_is_told_how_to_return_a_scalar():
+    class Loss:
+        is_loss = True
+
+        def forward(self, x, target):
+            self.x = x
+            return np.array([np.sum(x**2)])
+
+        def backward(self):
+            return 2 * self.x
+
+    result = check_layer(Loss(), x_of((4, 3)))
+    assert result.status == "error"
+    assert "return float(loss)" in message(result, "forward-shape")

@@ -183,3 +183,4 @@ def test_the_complex_step_is_held_to_real_differences_output_by_output(forward, 
     v = harness_rng(1, 99).standard_normal(2048)
     assert complex_step_holds(_stack(forward), x, v) is holds
 
+

@@ -12,6 +12,7 @@ from _oracle import (
     rel_error,
 )
 
+import gradcheck
 from layers import Dense
 
 
@@ -95,3 +96,15 @@ def test_errors_name_the_layer():
 
 def test_repr_shows_constructor_args():
     assert repr(Dense(3, 2, seed=4)) == "Dense(n_in=3, n_out=2, seed=4)"
+
+
+def test_a_weight_whose_change_is_partly_lost_to_rounding_is_not_failed():
+    # Found by the Dense property (Hypothesis): moving W[1, 0] changes y[0, 0] (of size 1) by
+    # 1e-20 h, below its ulp at every step, and y[1, 0] (of size 1e-20) visibly, so the
+    # estimate misses dy[0, 0] 1e-20 and must say that it may. The levels at which richardson
+    # re-estimates a doubtful direction were not probed for such lost changes, and the finest
+    # one's error of 1e-35 certified the wrong value: the right dW failed.
+    x = np.array([[1.0, 1e-20, 1e-20, 1e-20, 1e-20], [1e-20] * 5])
+    for seed in (0, 1, 2):
+        result = gradcheck.check_layer(Dense(5, 3), x, seed=seed)
+        assert result.status == "pass", result.explain()
