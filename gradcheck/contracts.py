@@ -24,7 +24,7 @@ import numpy as np
 
 from .compare import compare, default_rtol, magnitude_bands
 from .finite_diff import base_step, directional_derivatives, typical_scale
-from .objective import LayerObjective, is_loss_layer, layer_name, layer_params
+from .objective import LayerObjective, another_draw, is_loss_layer, layer_name, layer_params
 from .options import CheckOptions
 from .result import Finding
 from .spectra import spectrum_summary
@@ -248,6 +248,14 @@ FRESH_METHODS = ("central", "five-point", "richardson")
 #: The fewest entries whose rounding is pooled together (:func:`_pooled_rounding`).
 POOL_MIN = 16
 
+#: The draw of a layer's randomness at the fresh-cache check's point x''
+#: (:func:`~gradcheck.objective.another_draw`): another mask than at x, where a wrapper reseeds.
+FRESH_DRAW = 1
+
+#: How far the step check moves each parameter along its own gradient: this share of its
+#: largest entry (of 1 where it is all zeros), as one generous optimizer step does.
+STEP_SHARE = 0.1
+
 
 def _pooled_rounding(spread: Array, magnitude: Array) -> Array:
     """Per entry, twice the 90th percentile of ``spread`` (a backward's rounding, one draw per
@@ -353,6 +361,14 @@ class FreshProbe:
     after: Dict[str, Array]
     #: Parameters that cannot be written in place, moved by rebinding ``params[key]``.
     rebound: Dict[str, Array]
+    #: ``"fresh"`` (x'' and nearby parameters: :meth:`LayerCalls.fresh_probes`), ``"step"``
+    #: (x, the parameters after one gradient step: :meth:`LayerCalls.step_probe`) or ``"dy"``
+    #: (x as it is, another upstream gradient: :meth:`LayerCalls.check_other_dy`).
+    kind: str = "fresh"
+    #: The upstream gradient ``after`` is for, where it is not the check's own ``dy``.
+    dy: Optional[Array] = None
+    #: The draw of the layer's randomness at ``point`` (:func:`~gradcheck.objective.another_draw`).
+    draw: int = 0
 
 
 class LayerCalls:
@@ -903,6 +919,7 @@ class LayerCalls:
             verdict = self.check_fresh_cache(grads, fresh, rng)
             if verdict is None or verdict.code != "fresh-cache-unchecked":
                 break
+        verdict = self.check_after_a_step(grads, verdict, rng)
         phase = "stale-cache check" if probed else "repeatability check"
         prior = self.last_grads
         y2 = self.validate_output(self.forward(call=f"forward ({phase}, on x)"))
@@ -1022,7 +1039,7 @@ class LayerCalls:
                 )
             )
         for point, point_target, described in candidates:
-            with self.params_at(moved), self.params_rebound(rebound):
+            with self.params_at(moved), self.params_rebound(rebound), another_draw(FRESH_DRAW):
                 try:
                     y = np.asarray(
                         self.forward(point, "forward (fresh-cache check, on x'')", point_target)
@@ -1036,7 +1053,76 @@ class LayerCalls:
                     if isinstance(abort.__cause__, SystemExit):
                         raise
                     continue
-            yield FreshProbe(point, point_target, moved, described, after, rebound)
+            yield FreshProbe(point, point_target, moved, described, after, rebound, draw=FRESH_DRAW)
+
+    def check_after_a_step(
+        self, grads: Dict[str, Array], verdict: Optional[Finding], rng: np.random.Generator
+    ) -> Optional[Finding]:
+        """The fresh-cache check's ``verdict``, or a ``wrong-after-a-step`` fail where the
+        backward is right at the parameters given and wrong after one gradient step from them.
+
+        Parameters are usually checked as initialised, and an initialisation is special: a
+        gamma of ones hides a gamma left out of dx, a bias of zeros a mask built before the
+        bias is added, an identity matrix a transpose. The fresh-cache check moves each entry
+        by 1e-3 of its size, which leaves zeros at zero and flips no mask; so where a
+        parameter is constant (every entry equal), or where that check found the backward
+        right only at the parameters given (``wrong-for-moved-params``), the layer is run at
+        ``x`` with every parameter after one gradient step (:meth:`step_probe`). A backward
+        right for a structure that its gradients keep (a symmetric matrix) stays right there,
+        and the warning stands.
+        """
+        moved_wrong = verdict is not None and verdict.code == "wrong-for-moved-params"
+        if verdict is not None and not moved_wrong:
+            return verdict
+        writable, fixed = self.movable_params()
+        if not moved_wrong and not any(
+            np.all(self.params_original[k] == np.ravel(self.params_original[k])[:1])
+            for k in writable + fixed
+        ):
+            return verdict
+        stepped = self.step_probe(grads)
+        if stepped is None:
+            return verdict
+        found = self.check_fresh_cache(grads, stepped, rng)
+        return found if found is not None and found.severity == "fail" else verdict
+
+    def step_probe(self, grads: Dict[str, Array]) -> Optional[FreshProbe]:
+        """Run ``forward(x)`` with every parameter moved by one gradient step (``p - a g``, with
+        ``a`` so that its largest move is ``STEP_SHARE`` of the parameter's largest entry, or
+        of 1) and ``backward`` right after it; ``None`` where no gradient moves anything or the
+        layer cannot be run there."""
+        writable, fixed = self.movable_params()
+        moved: Dict[str, Array] = {}
+        rebound: Dict[str, Array] = {}
+        for key in writable + fixed:
+            value = np.asarray(self.params[key], dtype=np.float64)
+            g = np.asarray(self.analytic_of(key, grads), dtype=np.float64)
+            top = float(np.max(np.abs(g), initial=0.0))
+            if not (np.isfinite(top) and top > 0.0) or g.shape != value.shape:
+                continue
+            size = float(np.max(np.abs(value), initial=0.0))
+            size = size if np.isfinite(size) and size > 0.0 else 1.0
+            (moved if key in writable else rebound)[key] = value - (STEP_SHARE * size / top) * g
+        if not (moved or rebound):
+            return None
+        call = "step check, parameters after one gradient step"
+        with self.params_at(moved), self.params_rebound(rebound):
+            try:
+                y = np.asarray(self.forward(call=f"forward ({call})"))
+                if y.shape != self.y.shape or nonfinite_index(y) is not None:
+                    return None
+                after = self.gradients(self.dy, f"backward ({call})")
+            except Abort as abort:
+                if isinstance(abort.__cause__, SystemExit):
+                    raise
+                return None
+        described = (
+            f"{', '.join(sorted([*moved, *rebound]))}, each moved along its own gradient by "
+            f"{STEP_SHARE:g} of its largest entry, or of 1 where it is all zeros"
+        )
+        return FreshProbe(
+            np.asarray(self.x), self.target, moved, described, after, rebound, kind="step"
+        )
 
     def movable_params(self) -> Tuple[List[str], List[str]]:
         """The parameters the fresh-cache check moves: arrays the layer holds (one key per tied
@@ -1148,9 +1234,12 @@ class LayerCalls:
             values: Dict[str, Array],
             method: str,
             rebound: Optional[Dict[str, Array]] = None,
+            dy: Optional[Array] = None,
+            draw: int = 0,
         ) -> Any:
-            """The derivative along v at ``point``, the parameters at ``values`` (default:
-            their own), those that cannot be written in place rebound to ``rebound``."""
+            """The derivative along v at ``point`` of ``<forward, dy>`` (default: the check's
+            ``dy``), the parameters at ``values`` (default: their own), those that cannot be
+            written in place rebound to ``rebound``."""
             objective = LayerObjective(
                 self.layer, self.x, target, self.dtype, output_shape=self.y.shape
             )
@@ -1166,11 +1255,11 @@ class LayerCalls:
                 def outputs(points: Array) -> Array:
                     return objective.outputs_x(np.reshape(points, (-1, *shape)))
 
-            with self.params_rebound(rebound or {}):
+            with self.params_rebound(rebound or {}), another_draw(draw):
                 return directional_derivatives(
                     outputs,
                     flat,
-                    self.dy,
+                    self.dy if dy is None else dy,
                     lambda j: v[j],
                     1,
                     base_step(method, np.zeros(1)) / zmax,
@@ -1180,7 +1269,8 @@ class LayerCalls:
         try:
             # What rounding of the objective, eps <|dy|, |y|>, is worth in a derivative taken
             # at a method's step: no gap below it is evidence of anything.
-            size = float(np.sum(np.abs(self.dy) * np.abs(self.y)))
+            upstream = self.dy if fresh.dy is None else fresh.dy
+            size = float(np.sum(np.maximum(np.abs(self.dy), np.abs(upstream)) * np.abs(self.y)))
 
             def resolution(method: str) -> float:
                 step = float(base_step(method, np.zeros(1))[0]) / zmax
@@ -1218,7 +1308,9 @@ class LayerCalls:
         said = projection(fresh.after)
         failed = 0
         for method in FRESH_METHODS:
-            at_other = estimate(fresh.point, fresh.target, fresh.moved, method, fresh.rebound)
+            at_other = estimate(
+                fresh.point, fresh.target, fresh.moved, method, fresh.rebound, fresh.dy, fresh.draw
+            )
             status = compare(said, at_other.value, at_other.error, rtol=self.rtol).status
             if status == "pass":
                 return None
@@ -1249,6 +1341,30 @@ class LayerCalls:
             f"direction the derivative there is {at_other.value[0]:.6e} against {said[0]:.6e} "
             f"from backward, while at x they agree ({at_x.value[0]:.6e})"
         )
+        if fresh.kind == "dy":
+            return Finding(
+                "wrong-for-other-dy",
+                "fail",
+                "backward is right for the dy given but not for another (dy2, standard "
+                f"normal): along a random direction the derivative of <forward, dy2> is "
+                f"{at_other.value[0]:.6e} against {said[0]:.6e} from backward(dy2), while for "
+                f"the dy given they agree ({at_x.value[0]:.6e}); the dy given is special for "
+                "this backward (constant along an axis, all ones: a backward that sums or "
+                "averages dy where it should not hides its error there), and in a network, "
+                "where dy is anything, the gradient is wrong; check with the default dy",
+            )
+        if fresh.kind == "step":
+            return Finding(
+                "wrong-after-a-step",
+                "fail",
+                "backward is right at the parameters given but not after one gradient step "
+                f"from them ({fresh.described}): along a random direction the derivative there "
+                f"is {at_other.value[0]:.6e} against {said[0]:.6e} from backward, while at the "
+                f"parameters given they agree ({at_x.value[0]:.6e}); they are special for this "
+                "backward, a term that vanishes there is wrong or missing (a gamma of ones left "
+                "out of dx, a bias of zeros left out of a mask, an identity matrix that hides a "
+                "transpose), and a trained layer's gradient would be wrong",
+            )
         same = [k for k in grads if _same(fresh.after[k], grads[k])]
         moved_any = fresh.moved or fresh.rebound
         if not same and moved_any and self._right_with_own_params(fresh, estimate, projection):
@@ -1291,19 +1407,20 @@ class LayerCalls:
         """Whether at ``x''`` (and its target) with the parameters as given, a backward right
         after the forward there agrees with the estimate (a probe and an estimate more)."""
         try:
-            self.forward(
-                fresh.point,
-                "forward (fresh-cache check, on x'', parameters as given)",
-                fresh.target,
-            )
-            after = self.gradients(
-                self.dy, "backward (fresh-cache check, on x'', parameters as given)"
-            )
+            with another_draw(fresh.draw):
+                self.forward(
+                    fresh.point,
+                    "forward (fresh-cache check, on x'', parameters as given)",
+                    fresh.target,
+                )
+                after = self.gradients(
+                    self.dy, "backward (fresh-cache check, on x'', parameters as given)"
+                )
         except Abort as abort:
             if isinstance(abort.__cause__, SystemExit):
                 raise
             return False
-        at_other = estimate(fresh.point, fresh.target, {}, "five-point")
+        at_other = estimate(fresh.point, fresh.target, {}, "five-point", draw=fresh.draw)
         return bool(
             compare(projection(after), at_other.value, at_other.error, rtol=self.rtol).status
             != "fail"
@@ -1316,7 +1433,8 @@ class LayerCalls:
         The backward calls follow one forward: the protocol makes backward a function of the
         last forward, so calling it again with another ``dy`` is within the contract.
         """
-        dy2 = harness_rng(self.seed, PURPOSE_DY2).standard_normal(self.dy.shape)
+        draws = harness_rng(self.seed, PURPOSE_DY2)
+        dy2 = draws.standard_normal(self.dy.shape)
         g2 = self.gradients(dy2, "backward (linearity check, dy2)")
         g3 = self.gradients(self.dy + 2.0 * dy2, "backward (linearity check, dy + 2 dy2)")
         g0 = self.gradients(np.zeros_like(self.dy), "backward (linearity check, dy = 0)")
@@ -1382,6 +1500,36 @@ class LayerCalls:
                 # not linear, a finding of its own.
                 if laid_out is not None:
                     self._check_layout(key, laid_out[key], g3[key] - 2.0 * g2[key], limit)
+        if self.dy_given is not None and not any(f.severity == "fail" for f in self.findings):
+            self.check_other_dy(grads, dy2, g2, draws)
+
+    def check_other_dy(
+        self,
+        grads: Dict[str, Array],
+        dy2: Array,
+        g2: Dict[str, Array],
+        rng: np.random.Generator,
+    ) -> None:
+        """Where the user gave ``dy``, ``backward(dy2)`` must be right too, for the linearity
+        check's standard-normal ``dy2``: the estimate is of ``<forward, dy>`` alone, and a dy
+        of ones hides a backward that averages dy over a row (exact for a dy constant there,
+        linear, and wrong for every other dy). One random direction through the input and the
+        parameters, as the fresh-cache check estimates it."""
+        writable, _ = self.movable_params()
+        own = {k: np.array(self.params[k], dtype=np.float64, copy=True) for k in writable}
+        probe = FreshProbe(
+            np.asarray(self.x),
+            self.target,
+            own,
+            "the dy2 of the linearity check",
+            g2,
+            {},
+            kind="dy",
+            dy=dy2,
+        )
+        found = self.check_fresh_cache(grads, probe, rng)
+        if found is not None and found.severity == "fail":
+            self.findings.append(found)
 
     def _check_layout(self, key: str, laid_out: Array, reference: Array, limit: float) -> None:
         """Gradient ``key`` for the non-contiguous ``dy`` (``laid_out``) against the same

@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .check import check_layer
-from .objective import is_loss_layer, layer_name
+from .objective import current_draw, is_loss_layer, layer_name
 from .result import CheckResult, Finding, worst_status
 from .targets import TargetSpec, draw_targets
 from .tracebacks import located
@@ -584,7 +584,8 @@ class LayerProxy:
 
     def forward(self, *args: Any) -> Any:
         if self._reseed is not None:
-            np.random.seed(self._reseed)  # noqa: NPY002
+            draw = current_draw()
+            np.random.seed(self._reseed if draw == 0 else [self._reseed, draw])  # noqa: NPY002
         try:
             return self._layer.forward(*args)
         except Exception as exc:

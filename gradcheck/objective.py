@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
@@ -19,6 +20,32 @@ Array = np.ndarray
 
 
 _controller: Any = None
+
+# Which draw of a layer's randomness the calls in progress are (see another_draw).
+_draw: contextvars.ContextVar[int] = contextvars.ContextVar("gradcheck_draw", default=0)
+
+
+@contextmanager
+def another_draw(draw: int = 1) -> Iterator[None]:
+    """Mark the enclosed forward calls as draw ``draw`` of the layer's randomness.
+
+    A layer whose global RNG the harness reseeds before every forward (a dropout layer, with
+    ``reseed_global_rng``) draws the same mask at every point, so a backward that keeps the
+    mask of its first forward is right at every point too. The fresh-cache check runs its
+    other point as another draw: a wrapper that reseeds takes the seed of draw ``k`` there
+    (:func:`current_draw`), the same at every point of that estimate."""
+    token = _draw.set(draw)
+    try:
+        yield
+    finally:
+        _draw.reset(token)
+
+
+def current_draw() -> int:
+    """The draw of the layer's randomness the calls in progress are (0 outside
+    :func:`another_draw`)."""
+    return _draw.get()
+
 
 # After its first stacked call of a size, one stacked call in this many is spot-checked.
 SPOT_CHECK_EVERY = 8

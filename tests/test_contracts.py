@@ -1602,3 +1602,110 @@ def test_a_loss_of_shape_1_is_told_how_to_return_a_scalar():
     result = check_layer(Loss(), x_of((4, 3)))
     assert result.status == "error"
     assert "return float(loss)" in message(result, "forward-shape")
+
+
+# -- parameters checked at their initial values -----------------------------------------------
+
+
+class _RMSNorm:
+    """RMS normalisation times ``gamma``, initialised to ones; ``forget_gamma`` leaves gamma
+    out of dx (found by an adversarial helper: right while gamma is 1, a warning only)."""
+
+    def __init__(self, forget_gamma: bool, d: int = 4) -> None:
+        self.forget_gamma = forget_gamma
+        self.params = {"gamma": np.ones(d)}
+        self.grads: dict = {}
+
+    def forward(self, x):
+        self.inv = 1.0 / np.sqrt((x * x).mean(1, keepdims=True) + 1e-6)
+        self.xhat = x * self.inv
+        return self.params["gamma"] * self.xhat
+
+    def backward(self, dy):
+        self.grads = {"gamma": (dy * self.xhat).sum(0)}
+        g = dy if self.forget_gamma else dy * self.params["gamma"]
+        return self.inv * (g - self.xhat * (g * self.xhat).mean(1, keepdims=True))
+
+
+class _DenseReLU:
+    """``relu(x W + b)`` with ``b`` initialised to zeros; ``pre_bias_mask`` takes the mask from
+    ``x W`` (found by an adversarial helper: right while b is 0, and no finding at all)."""
+
+    def __init__(self, pre_bias_mask: bool) -> None:
+        self.pre_bias_mask = pre_bias_mask
+        rng = np.random.default_rng(1)
+        self.params = {"W": rng.standard_normal((4, 5)) / 2.0, "b": np.zeros(5)}
+        self.grads: dict = {}
+
+    def forward(self, x):
+        self.x = x
+        self.h = x @ self.params["W"]
+        self.z = self.h + self.params["b"]
+        return np.maximum(self.z, 0.0)
+
+    def backward(self, dy):
+        dz = dy * ((self.h if self.pre_bias_mask else self.z) > 0)
+        self.grads = {"W": self.x.T @ dz, "b": dz.sum(0)}
+        return dz @ self.params["W"].T
+
+
+class _Mix:
+    """``y = x W`` with ``W`` initialised to the identity; ``drop_w`` returns ``dx = dy``."""
+
+    def __init__(self, drop_w: bool) -> None:
+        self.drop_w = drop_w
+        self.params = {"W": np.eye(4)}
+        self.grads: dict = {}
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x) @ self.params["W"]
+
+    def backward(self, dy):
+        t = np.tanh(self.x)
+        self.grads = {"W": t.T @ dy}
+        dt = dy if self.drop_w else dy @ self.params["W"].T
+        return dt * (1.0 - t**2)
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("make", [_RMSNorm, _DenseReLU, _Mix], ids=["gamma", "bias", "identity"])
+def test_a_backward_right_only_at_the_initial_parameters_fails_after_a_step(make, seed, mode):
+    x = np.random.default_rng(seed).standard_normal((8, 4))
+    wrong = check_layer(make(True), x, seed=seed, mode=mode)
+    assert wrong.status == "fail", wrong.explain()
+    assert "after one gradient step" in message(wrong, "wrong-after-a-step")
+    right = check_layer(make(False), x, seed=seed, mode=mode)
+    assert right.status == "pass", right.explain()
+    assert "wrong-after-a-step" not in codes(right), right.explain()
+
+
+class _RowMeanTanh:
+    """``tanh``; ``mean_dy`` returns ``mean(dy over the row) (1 - y^2)``: linear in dy, right
+    for a dy constant along rows (found by an adversarial helper: with ``dy=np.ones`` it
+    passed in every mode)."""
+
+    def __init__(self, mean_dy: bool) -> None:
+        self.mean_dy = mean_dy
+
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        if self.mean_dy:
+            dy = np.broadcast_to(dy.mean(axis=1, keepdims=True), dy.shape)
+        return dy * (1.0 - self.y**2)
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+@pytest.mark.parametrize("dy_kind", ["ones", "row-constant"])
+def test_a_backward_right_only_for_the_dy_given_fails(mode, dy_kind):
+    x = x_of((6, 4))
+    dy = np.ones(x.shape) if dy_kind == "ones" else np.arange(6.0)[:, None] * np.ones((1, 4))
+    wrong = check_layer(_RowMeanTanh(True), x, dy=dy, mode=mode)
+    assert wrong.status == "fail", wrong.explain()
+    assert "not for another" in message(wrong, "wrong-for-other-dy")
+    right = check_layer(_RowMeanTanh(False), x, dy=dy, mode=mode)
+    assert right.status == "pass", right.explain()

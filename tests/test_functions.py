@@ -310,6 +310,36 @@ def test_dropout_on_the_global_rng_needs_reseeding_and_the_finding_says_so():
     assert bad.status == "fail"
 
 
+class _StaleMaskDropout:
+    """Dropout on the global RNG whose backward keeps the mask of its first forward (found by
+    an adversarial helper: with reseeding, every forward drew the same mask, so the stale one
+    was right everywhere the check looked, and it passed)."""
+
+    def __init__(self) -> None:
+        self.mask = None
+
+    def forward(self, x):
+        fresh = np.random.rand(*x.shape) < 0.5  # noqa: NPY002
+        self.mask = fresh if self.mask is None else self.mask
+        self.used = fresh
+        return x * fresh / 0.5
+
+    def backward(self, dy):
+        return dy * self.mask / 0.5
+
+
+class _FreshMaskDropout(_StaleMaskDropout):
+    def backward(self, dy):
+        return dy * self.used / 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_stale_dropout_mask_is_caught_under_reseeding(seed):
+    wrong = check_adapted(_StaleMaskDropout(), X, seed=seed, reseed_global_rng=seed)
+    assert wrong.status == "fail", wrong.explain()
+    assert check_adapted(_FreshMaskDropout(), X, seed=seed, reseed_global_rng=seed).passed
+
+
 def test_reseeding_does_not_help_a_private_generator_and_the_finding_says_so():
     class OwnRng(S.Dropout):
         rng = np.random.default_rng(5)
