@@ -88,9 +88,12 @@ def layer_name(layer: Any) -> str:
 
 def layer_params(layer: Any) -> Dict[str, Array]:
     """``layer.params`` as a dict (any mapping: a dict, a ``MappingProxyType``, a
-    ``UserDict``), else empty."""
+    ``UserDict``), without entries that are ``None``; else empty."""
     params = getattr(layer, "params", None)
-    return dict(params) if isinstance(params, Mapping) else {}
+    if not isinstance(params, Mapping):
+        return {}
+    # None is a parameter left out (a layer built without its bias), not one to check.
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def slices_agree(together: Array, alone: Array) -> bool:

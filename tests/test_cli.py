@@ -1021,4 +1021,4 @@ def test_the_warnings_of_passing_checks_are_printed(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Warnings of checks that passed:" in proc.stdout, proc.stdout
     assert "warned:AttrDense 4x3 (seed 0, 1) [params-unnamed]" in proc.stdout, proc.stdout
-    assert "arrays W with a gradient beside each" in proc.stdout, proc.stdout
+    assert "holds arrays W that no forward changes" in proc.stdout, proc.stdout

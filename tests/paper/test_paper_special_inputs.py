@@ -48,9 +48,11 @@ def test_all_ones_upstream_gradient_with_centering_has_a_zero_true_gradient():
 
     Every variant returns 0 (to rounding): (B2) is D G X_C^T with G X_C^T = 1 1^T X_C^T = 0,
     G X~^T = 0 likewise, so P = 0; and U^T dL/dX~ has equal columns, removed by the mean term.
-    A wrong (B1) or an unsymmetrized P is multiplied by zero. The harness does not call it a
+    A wrong (B1) or an unsymmetrized P is multiplied by zero. The estimate does not call it a
     pass: with a zero gradient the comparison is rounding against rounding, and it says
-    "inconclusive". Without centering the same dy exposes every wrong variant.
+    "inconclusive". The whole check fails the wrong variants all the same: for a dy with
+    repeated values it compares backward(dy2) too, for the linearity check's dy2
+    (wrong-for-other-dy). Without centering the same dy exposes every wrong variant.
     """
     s = SPECIAL["dy = all ones, centered"]
     generic = np.random.default_rng(0).standard_normal(s.x.shape)
@@ -58,7 +60,13 @@ def test_all_ones_upstream_gradient_with_centering_has_a_zero_true_gradient():
     for variant in VARIANT_NAMES:
         dx = backward(variant, s.x, s.dy)
         assert np.linalg.norm(dx) < 1e-12 * scale, variant
-        assert s.check(variant).status in ("pass", "inconclusive"), variant
+        assert s.estimate_status(variant) in ("pass", "inconclusive"), variant
+        whole = s.check(variant)
+        if variant == "corrected":
+            assert whole.status == "inconclusive", whole.explain()
+        else:
+            assert whole.status == "fail", whole.explain()
+            assert "wrong-for-other-dy" in {f.code for f in whole.findings}, variant
     for variant in VARIANT_NAMES:
         layer = PaperDBNWhitening.variant(variant, center=False)
         status = check_layer(layer, s.x, dy=s.dy, mode="full").status
