@@ -310,7 +310,8 @@ def tool_targets(m: Measured) -> List[Target]:
             if key == "suite":
                 slow = slowest_tests(timing.output)
                 cause = (
-                    "README's `pytest` runs the tests serially, on one core; slowest: "
+                    "README's `pytest` runs the tests on every core (`-n auto`), each a real "
+                    "check or CLI run; slowest: "
                     + ", ".join(f"{test} {sec:.1f} s" for sec, test in slow)
                 )
             else:

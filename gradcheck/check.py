@@ -274,6 +274,7 @@ class _Checker:
             dynamic_range(x) > EXTREME_RANGE
             or any(dynamic_range(p) > EXTREME_RANGE for p in layer_params(layer).values())
         )
+        self.probe_unmoved = self.probe_all
         # Per argument: the escalation stages full mode goes through (see plan_full).
         self.full_stages: Dict[str, List[str]] = {}
         self.rtol = self.calls.rtol
@@ -354,7 +355,13 @@ class _Checker:
             if method == "central" and self.escalate:
                 method, self.full_stages[key], extra = self.plan_full(key, analytic, base, outputs)
             est = partial_derivatives(
-                outputs, base, self.dy, method=method, chunk=self.chunk, probe=self.probe_all
+                outputs,
+                base,
+                self.dy,
+                method=method,
+                chunk=self.chunk,
+                probe=self.probe_all,
+                unmoved=self.probe_unmoved,
             )
             est = dataclasses.replace(est, evaluations=est.evaluations + extra)
             self.last_full = est
@@ -574,6 +581,7 @@ class _Checker:
                 indices=pending,
                 chunk=self.chunk,
                 probe=self.probe_all,
+                unmoved=self.probe_unmoved,
                 step_factor=factor,
                 others_move=True,
             )
@@ -754,6 +762,7 @@ class _Checker:
                 indices=unresolved,
                 chunk=self.chunk,
                 probe=self.probe_all,
+                unmoved=self.probe_unmoved,
             )
             used.append(stage)
             evaluations += fine.evaluations
@@ -879,6 +888,7 @@ class _Checker:
                     method=method,
                     chunk=self.chunk,
                     fallback_step=None if method == "complex-step" else textbook,
+                    unmoved=self.probe_unmoved,
                 )
                 self.note_nonfinite(key, est, base.shape, "directional")
                 if final:
@@ -1243,6 +1253,14 @@ class _Checker:
 
     def _run(self) -> Tuple[List[ArgumentResult], List[ArgumentResult]]:
         grads = self.run_analytic()
+        # Outputs spanning an extreme range (a softmax's p of 1e-14 beside p of 1): moving an
+        # input changes the large outputs below their ulp while the small ones show it, so the
+        # lost share of the derivative must be probed for as for extreme inputs.
+        # Extreme inputs or parameters: an output unmoved even at the probe step may depend
+        # on a direction too. Extreme outputs alone: their large entries are independent of
+        # most directions (a scaled sine's column of 1e6), so only outputs seen moving count.
+        self.probe_unmoved = self.probe_all
+        self.probe_all = self.probe_all or dynamic_range(self.y) > EXTREME_RANGE
         self.objective = LayerObjective(
             self.layer, self.x, self.target, self.dtype, output_shape=self.y.shape
         )

@@ -427,6 +427,7 @@ def _evaluate(
     y0: Array,
     chunk: int,
     probe: Optional[Array] = None,
+    unmoved: bool = True,
 ) -> _Raw:
     """The two-sided stencil of ``method`` along the directions ``idx_all`` at steps ``step``.
 
@@ -477,12 +478,15 @@ def _evaluate(
             )
             raw.swallowed[pos] = np.any(lost.reshape(len(pos), -1), axis=1)
             swallowed_mag = _contract(2.0 * np.abs(y0) * lost, np.abs(w))
-            # An output that did not move even at the probe step may still depend on the
-            # direction, by less than its ulp over that step: that much, and no more, it can
-            # hide (the floor is per unit step, so it is scaled by step / probe step).
-            still = ~np.any(y_probe != y0, axis=0) & ~moved_here
-            ratio = (h / probe[pos]).reshape((-1,) + (1,) * (y0.ndim))
-            swallowed_mag = swallowed_mag + _contract(2.0 * np.abs(y0) * still * ratio, np.abs(w))
+            if unmoved:
+                # An output that did not move even at the probe step may still depend on the
+                # direction, by less than its ulp over that step: that much, and no more, it can
+                # hide (the floor is per unit step, so it is scaled by step / probe step).
+                still = ~np.any(y_probe != y0, axis=0) & ~moved_here
+                ratio = (h / probe[pos]).reshape((-1,) + (1,) * (y0.ndim))
+                swallowed_mag = swallowed_mag + _contract(
+                    2.0 * np.abs(y0) * still * ratio, np.abs(w)
+                )
         axes = tuple(range(2, y.ndim))
         finite_pt = np.all(np.isfinite(y), axis=axes)  # (2 n_off, len(pos))
         plus_ok = np.all(finite_pt[0::2], axis=0)
@@ -701,6 +705,7 @@ def directional_derivatives(
     chunk: int = 1024,
     fallback_step: Optional[Array] = None,
     others_move: bool = False,
+    unmoved: bool = True,
 ) -> Estimate:
     """Estimate ``d/dt L(x + t v_j)`` at ``t = 0`` for ``j = 0 .. n_directions-1``.
 
@@ -722,13 +727,26 @@ def directional_derivatives(
     depended on the direction after all; one that still does not is independent of it (an
     exact 0 with no error). ``others_move``: these directions are a subset of an estimate in
     which other directions moved outputs, so one that moves none is not taken for a constant
-    (see :func:`_frozen_floor`).
+    (see :func:`_frozen_floor`). ``unmoved``: an output that does not move even at the
+    fallback step still counts, at the share of its rounding that the step ratio allows, as
+    possibly dependent (for inputs of an extreme range, where any output may be swallowed);
+    without it, only outputs seen moving at the fallback step do (for outputs of an extreme
+    range, whose large entries are independent of most directions).
     """
     if method not in METHODS and method not in STENCILS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method == "richardson":
         return _richardson(
-            outputs, x, w, directions, n_directions, step, chunk, fallback_step, others_move
+            outputs,
+            x,
+            w,
+            directions,
+            n_directions,
+            step,
+            chunk,
+            fallback_step,
+            others_move,
+            unmoved,
         )
     if method == "complex-step":
         return _complex_step(outputs, x, w, directions, n_directions, step, chunk)
@@ -783,6 +801,7 @@ def directional_derivatives(
                         y0,
                         chunk,
                         fallback[probed],
+                        unmoved,
                     ),
                 ),
             )
@@ -985,6 +1004,7 @@ def _richardson(
     chunk: int,
     fallback_step: Optional[Array] = None,
     others_move: bool = False,
+    unmoved: bool = True,
 ) -> Estimate:
     """The coarse tableau everywhere; the five-point stencil at its own step and at the central
     step only where the tableau's error estimate is not already negligible, keeping, entry by
@@ -1000,6 +1020,7 @@ def _richardson(
         chunk=chunk,
         fallback_step=fallback_step,
         others_move=others_move,
+        unmoved=unmoved,
     )
     value, error, used = coarse.value.copy(), coarse.error.copy(), coarse.step.copy()
     recovery = (
@@ -1031,6 +1052,7 @@ def _richardson(
                 if fallback_step is None
                 else np.broadcast_to(fallback_step, np.shape(step))[refine] * factor,
                 others_move=others_move,
+                unmoved=unmoved,
             )
             evaluations += fine.evaluations
             better = fine.error < error[refine]
@@ -1068,6 +1090,7 @@ def _richardson(
                         None if probe_ratio is None else used[doubtful] * shrink * probe_ratio
                     ),
                     others_move=others_move,
+                    unmoved=unmoved,
                 )
                 for shrink in (1.0, 1.0 / 16.0, 1.0 / 256.0, 1.0 / 4096.0)
             ]
@@ -1141,6 +1164,7 @@ def partial_derivatives(
     probe: bool = False,
     step_factor: float = 1.0,
     others_move: bool = False,
+    unmoved: bool = True,
 ) -> Estimate:
     """Estimate ``dL/dx_i`` for every entry ``i`` of ``x`` (or the flat ``indices`` given).
 
@@ -1154,8 +1178,8 @@ def partial_derivatives(
     ``|x_i|``, see :func:`typical_scale`), times ``step_factor``, rounded down to 4 significant
     bits so that every stencil point ``x_i +- k h`` is exact. A ``step_factor`` above 1 is for
     estimates whose error is the outputs' rounding, which falls as the step grows.
-    ``others_move``: see :func:`directional_derivatives` (for ``indices`` out of an estimate of
-    every entry that moved some outputs).
+    ``others_move``, ``unmoved``: see :func:`directional_derivatives` (for ``indices`` out of an
+    estimate of every entry that moved some outputs).
     Returns arrays of shape ``(len(indices),)``, or ``x.shape`` when ``indices`` is ``None``.
     """
     flat = np.ravel(x)
@@ -1184,6 +1208,7 @@ def partial_derivatives(
         chunk=chunk,
         fallback_step=None if method == "complex-step" else textbook,
         others_move=others_move,
+        unmoved=unmoved,
     )
     if indices is None:
         return Estimate(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _oracle import complex_step_grad, numeric_grad, rel_error
 
+import gradcheck
 from layers import SoftmaxCrossEntropy, softmax
 
 
@@ -136,3 +137,37 @@ def test_repr_and_kind():
     layer = SoftmaxCrossEntropy("sum")
     assert repr(layer) == "SoftmaxCrossEntropy(reduction='sum')"
     assert layer.is_loss and layer.supports_batch
+
+
+class _RowSoftmax:
+    """Row softmax; ``wrong`` drops the weighting of the sum by y (``y (dy - mean dy)``)."""
+
+    def __init__(self, wrong: bool = False) -> None:
+        self.wrong = wrong
+
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        return self.y
+
+    def backward(self, dy):
+        inner = (
+            dy.mean(axis=1, keepdims=True) if self.wrong else (dy * self.y).sum(1, keepdims=True)
+        )
+        return self.y * (dy - inner)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_softmax_of_logits_of_scale_10_is_not_failed(seed):
+    # Found by an adversarial helper: p of 1e-14 beside p of 1. Moving a small logit changes
+    # the large p below its ulp, so central differences lost that share of the derivative and
+    # claimed an error of 1e-23: the right backward failed. Outputs of so wide a range are now
+    # probed for lost changes, as extreme inputs are.
+    x = 10.0 * np.random.default_rng(seed).standard_normal((8, 4))
+    dy = np.random.default_rng(100 + seed).standard_normal((8, 4))
+    for given in (dy, None):
+        right = gradcheck.check_layer(_RowSoftmax(), x, dy=given, seed=seed)
+        assert right.status != "fail", right.explain()
+        wrong = gradcheck.check_layer(_RowSoftmax(wrong=True), x, dy=given, seed=seed)
+        assert wrong.status == "fail", wrong.explain()
+
