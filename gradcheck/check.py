@@ -1492,7 +1492,12 @@ def check_layer(
     options.validate("check_layer")
     start = time.perf_counter()
     name = layer_name(layer)
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+        ragged = None
+    except (ValueError, TypeError) as exc:
+        # Several inputs of different shapes (a tuple (q, k)): one array is what is checked.
+        arr, ragged = np.zeros(0), exc
     result = CheckResult(
         layer=name, shape=tuple(arr.shape), seed=seed, mode=mode, method=method, status="error"
     )
@@ -1516,6 +1521,18 @@ def check_layer(
     def refuse(code: str, message: str) -> CheckResult:
         return finish("error", [], [], [Finding(code, "error", f"{name}: {message}")], None)
 
+    if ragged is not None:
+        shapes = (
+            ", ".join(str(np.shape(part)) for part in x)
+            if isinstance(x, (list, tuple))
+            else type(x).__name__
+        )
+        return refuse(
+            "x-shape",
+            f"x must be one array; got a {type(x).__name__} of parts with shapes {shapes}, "
+            "which NumPy cannot stack; for a layer of several inputs, check it as a function pair "
+            "(gradcheck.check_functions) or pack its inputs into one array",
+        )
     if not np.issubdtype(arr.dtype, np.floating):
         return refuse("x-dtype", f"x must be a floating-point array, got dtype {arr.dtype}")
     if arr.dtype != np.float64 and not (allow_float32 and arr.dtype == np.float32):

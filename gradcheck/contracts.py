@@ -903,7 +903,23 @@ class LayerCalls:
     def validate_output(self, y: Any) -> Array:
         if y is None:
             raise Abort(Finding("forward-none", "error", "forward returned None"))
-        arr = np.asarray(y)
+        try:
+            arr = np.asarray(y)
+        except (ValueError, TypeError):
+            shapes = (
+                ", ".join(str(np.shape(part)) for part in y)
+                if isinstance(y, (list, tuple))
+                else type(y).__name__
+            )
+            raise Abort(
+                Finding(
+                    "forward-shape",
+                    "error",
+                    f"forward returned a {type(y).__name__} of outputs with shapes {shapes}, "
+                    "which NumPy cannot stack into one array; return one array (concatenate "
+                    "the outputs' flattened parts), or check the layer as a function pair",
+                )
+            ) from None
         if self.is_loss and arr.shape != ():
             raise Abort(
                 Finding(
@@ -1310,9 +1326,22 @@ class LayerCalls:
         # Every entry moves by at most the method's textbook step on its own scale.
         zmax = max(float(np.max(np.abs(z[k]), initial=0.0)) for k in keys)
 
-        def projection(g: Dict[str, Array]) -> Array:
+        # Each key's share of v alone (the others' entries 0), to tell which gradient is off.
+        bounds = np.cumsum([0, *(parts[k].size for k in keys)])
+        alone = {}
+        for i, key in enumerate(keys):
+            alone[key] = np.zeros_like(v)
+            alone[key][0, bounds[i] : bounds[i + 1]] = parts[key]
+
+        def projection(g: Dict[str, Array], only: Optional[str] = None) -> Array:
             return np.array(
-                [sum(float(np.dot(self.analytic_of(k, g).ravel(), parts[k])) for k in keys)]
+                [
+                    sum(
+                        float(np.dot(self.analytic_of(k, g).ravel(), parts[k]))
+                        for k in keys
+                        if only is None or k == only
+                    )
+                ]
             )
 
         def estimate(
@@ -1323,10 +1352,13 @@ class LayerCalls:
             rebound: Optional[Dict[str, Array]] = None,
             dy: Optional[Array] = None,
             draw: int = 0,
+            only: Optional[str] = None,
         ) -> Any:
-            """The derivative along v at ``point`` of ``<forward, dy>`` (default: the check's
-            ``dy``), the parameters at ``values`` (default: their own), those that cannot be
-            written in place rebound to ``rebound``."""
+            """The derivative along v (or along its share of key ``only`` alone) at ``point``
+            of ``<forward, dy>`` (default: the check's ``dy``), the parameters at ``values``
+            (default: their own), those that cannot be written in place rebound to
+            ``rebound``."""
+            direction = v if only is None else alone[only]
             objective = LayerObjective(
                 self.layer, self.x, target, self.dtype, output_shape=self.y.shape
             )
@@ -1347,7 +1379,7 @@ class LayerCalls:
                     outputs,
                     flat,
                     self.dy if dy is None else dy,
-                    lambda j: v[j],
+                    lambda j: direction[j],
                     1,
                     base_step(method, np.zeros(1)) / zmax,
                     method=method,
@@ -1380,7 +1412,7 @@ class LayerCalls:
         grads: Dict[str, Array],
         fresh: FreshProbe,
         estimate: Callable[..., Any],
-        projection: Callable[[Dict[str, Array]], Array],
+        projection: Callable[..., Array],
         resolution: Callable[[str], float],
     ) -> Optional[Finding]:
         unresolved = Finding(
@@ -1455,7 +1487,24 @@ class LayerCalls:
                 "out of dx, a bias of zeros left out of a mask, an identity matrix that hides a "
                 "transpose), and a trained layer's gradient would be wrong",
             )
-        same = [k for k in grads if _same(fresh.after[k], grads[k])]
+        # A gradient the same at x'' is stale only if it is wrong there: db = dy.sum(0) does
+        # not depend on x at all (a forgotten gamma in dx was named a stale db).
+        same = [
+            k
+            for k in grads
+            if _same(fresh.after[k], grads[k])
+            # (a rebound parameter has no share in the direction: it stays named)
+            and (
+                k not in ("x", *fresh.moved)
+                or compare(
+                    projection(fresh.after, only=k),
+                    (alone_k := self._share_at(fresh, estimate, k)).value,
+                    alone_k.error,
+                    rtol=self.rtol,
+                ).status
+                != "pass"
+            )
+        ]
         moved_any = fresh.moved or fresh.rebound
         if not same and moved_any and self._right_with_own_params(fresh, estimate, projection):
             # Wrong only once the parameters moved: a backward may rightly assume a structure
@@ -1488,6 +1537,19 @@ class LayerCalls:
             f"or parameters; {fresh.described}",
         )
 
+    def _share_at(self, fresh: FreshProbe, estimate: Callable[..., Any], key: str) -> Any:
+        """The derivative at the probe's point along the direction's share of ``key`` alone."""
+        return estimate(
+            fresh.point,
+            fresh.target,
+            fresh.moved,
+            "five-point",
+            fresh.rebound,
+            fresh.dy,
+            fresh.draw,
+            only=key,
+        )
+
     def _fresh_methods(self, said: Array, resolution: Callable[[str], float]) -> List[str]:
         """``FRESH_METHODS`` without the stencils whose rounding alone (``resolution`` is 16
         times it) is over 4 times the tolerance of ``said``, the projection to be checked: on
@@ -1501,7 +1563,7 @@ class LayerCalls:
         self,
         fresh: FreshProbe,
         estimate: Callable[..., Any],
-        projection: Callable[[Dict[str, Array]], Array],
+        projection: Callable[..., Array],
     ) -> bool:
         """Whether at ``x''`` (and its target) with the parameters as given, a backward right
         after the forward there agrees with the estimate (a probe and an estimate more)."""

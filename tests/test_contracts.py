@@ -1880,3 +1880,55 @@ def test_a_parameter_left_none_is_skipped_and_a_string_is_an_error():
     assert left_out.status == "pass" and not left_out.findings, left_out.explain()
     named = check_layer(NoBias("none"), x_of((5, 3)))
     assert named.status == "error" and "is a str" in message(named, "params-not-a-mapping")
+
+
+def test_ragged_inputs_and_outputs_are_an_error_verdict_not_a_crash():
+    # Found by an adversarial helper: a tuple (q, k) of different shapes as x, and a forward
+    # returning (x @ W, x.sum(1)), raised NumPy's ValueError out of check_layer.
+    class Attend:
+        def forward(self, qk):
+            self.q, self.k = qk
+            return self.q @ self.k.T
+
+        def backward(self, dy):
+            return dy @ self.k, dy.T @ self.q
+
+    class TwoOutputs:
+        def forward(self, x):
+            return x * 2.0, x.sum(1)
+
+        def backward(self, dys):
+            return 2.0 * dys[0] + dys[1][:, None]
+
+    ragged_in = check_layer(Attend(), (x_of((4, 3)), x_of((5, 3))))
+    assert ragged_in.status == "error"
+    assert "shapes (4, 3), (5, 3)" in message(ragged_in, "x-shape")
+    ragged_out = check_layer(TwoOutputs(), x_of((5, 4)))
+    assert ragged_out.status == "error"
+    assert "shapes (5, 4), (5,)" in message(ragged_out, "forward-shape")
+
+
+class _StaleDense:
+    """``x W + b``; dW from the first forward's x only (a stale cache), db = dy.sum(0), which
+    is the same at every input without being stale."""
+
+    def __init__(self) -> None:
+        self.params = {"W": np.random.default_rng(2).standard_normal((4, 3)), "b": np.ones(3)}
+        self.first = None
+
+    def forward(self, x):
+        self.first = x if self.first is None else self.first
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        self.grads = {"W": self.first.T @ dy, "b": dy.sum(0)}
+        return dy @ self.params["W"].T
+
+
+def test_a_stale_cache_names_only_the_gradients_that_are_wrong():
+    # Found by the adversarial helpers: db = dy.sum(0) is bitwise the same at x'' and was
+    # named as stale beside the gradient that was.
+    result = check_layer(_StaleDense(), x_of((6, 4)))
+    assert result.status == "fail", result.explain()
+    found = message(result, "stale-cache")
+    assert "grads['W']" in found and "grads['b']" not in found, found
