@@ -367,15 +367,7 @@ class _Checker:
             self.last_full = est
             self.note_nonfinite(key, est, base.shape, "full")
             est = dataclasses.replace(est, error=est.error + self.analytic_rounding(key))
-            cmp = compare(
-                analytic,
-                est.value,
-                est.error,
-                rtol=self.rtol,
-                atol=self.atol,
-                n_worst=self.n_worst,
-                rounding=self.analytic_rounding(key),
-            )
+            cmp = self.compare_full(key, analytic, est.value, est.error)
             if self.is_final(method):
                 est, cmp = self.confirm_full(key, analytic, est, cmp)
             est, cmp = self.coarsen_full(key, analytic, est, cmp)
@@ -515,15 +507,7 @@ class _Checker:
         error.flat[refuted] = np.inf
         est = dataclasses.replace(est, error=error, evaluations=est.evaluations + spent)
         if refuted.size:
-            cmp = compare(
-                analytic,
-                est.value,
-                est.error,
-                rtol=self.rtol,
-                atol=self.atol,
-                n_worst=self.n_worst,
-                rounding=self.analytic_rounding(key),
-            )
+            cmp = self.compare_full(key, analytic, est.value, est.error)
         return est, cmp
 
     def coarsen_full(
@@ -605,15 +589,7 @@ class _Checker:
             step=step.reshape(shape),
             evaluations=evaluations,
         )
-        cmp = compare(
-            analytic,
-            est.value,
-            est.error,
-            rtol=self.rtol,
-            atol=self.atol,
-            n_worst=self.n_worst,
-            rounding=self.analytic_rounding(key),
-        )
+        cmp = self.compare_full(key, analytic, est.value, est.error)
         if cmp.status == "fail":
             est, cmp = self.confirm_full(key, analytic, est, cmp)
         if cmp.status == "pass":
@@ -633,6 +609,19 @@ class _Checker:
                     )
                 )
         return est, cmp
+
+    def compare_full(self, key: str, analytic: Array, value: Array, error: Array) -> Comparison:
+        """The entry-by-entry comparison of argument ``key`` in full mode, at the check's
+        tolerances, with the backward's own rounding (part of ``error``) held to them."""
+        return compare(
+            analytic,
+            value,
+            error,
+            rtol=self.rtol,
+            atol=self.atol,
+            n_worst=self.n_worst,
+            rounding=self.analytic_rounding(key),
+        )
 
     def analytic_rounding(self, key: str) -> Array:
         """What the backward's own rounding can be, per entry of argument ``key``: measured by
@@ -786,15 +775,7 @@ class _Checker:
                 fine_error[take] + self.analytic_rounding(key).flat[unresolved[take]]
             )
             step.flat[unresolved[take]] = fine.step[take]
-            cmp = compare(
-                analytic,
-                value,
-                error,
-                rtol=self.rtol,
-                atol=self.atol,
-                n_worst=self.n_worst,
-                rounding=self.analytic_rounding(key),
-            )
+            cmp = self.compare_full(key, analytic, value, error)
         merged = Estimate(value, error, used[-1], step, evaluations)
         merged, cmp = self.confirm_full(key, analytic, merged, cmp)
         merged, cmp = self.coarsen_full(key, analytic, merged, cmp)

@@ -1172,22 +1172,23 @@ class LayerCalls:
         writable, _ = self.movable_params()
         if not moved_wrong and not any(_special_value(self.params_original[k]) for k in writable):
             return verdict
-        stepped = self.step_probe(grads)
+        stepped = self.step_probe(grads, writable)
         if stepped is None:
             return verdict
         found = self.check_fresh_cache(grads, stepped, rng)
         return found if found is not None and found.severity == "fail" else verdict
 
-    def step_probe(self, grads: Dict[str, Array]) -> Optional[FreshProbe]:
-        """Run ``forward(x)`` with every parameter moved by one gradient step (``p - a g``, with
-        ``a`` so that its largest move is ``STEP_SHARE`` of the parameter's largest entry, or
-        of 1) and ``backward`` right after it; ``None`` where no gradient moves anything or the
-        layer cannot be run there."""
-        # In place only: a read-only parameter rebound to new values is not seen by a backward
-        # that reads its own reference to the array (self.g where params['g'] is self.g).
-        writable, _ = self.movable_params()
+    def step_probe(self, grads: Dict[str, Array], writable: List[str]) -> Optional[FreshProbe]:
+        """Run ``forward(x)`` with the ``writable`` parameters moved in place by one gradient
+        step (``p - a g``, with ``a`` so that the largest move is ``STEP_SHARE`` of the
+        parameter's largest entry, or ``ZERO_STEP_SHARE`` of the outputs' largest for a
+        parameter of zeros) and ``backward`` right after it; ``None`` where no gradient moves
+        anything or the layer cannot be run there.
+
+        In place only: a read-only parameter rebound to new values is not seen by a backward
+        that reads its own reference to the array (``self.g`` where ``params['g'] is self.g``).
+        """
         moved: Dict[str, Array] = {}
-        rebound: Dict[str, Array] = {}
         scale = float(np.max(np.abs(self.y), initial=0.0))
         for key in writable:
             value = np.asarray(self.params[key], dtype=np.float64)
@@ -1196,19 +1197,19 @@ class LayerCalls:
             if not (np.isfinite(top) and top > 0.0) or g.shape != value.shape:
                 continue
             size = float(np.max(np.abs(value), initial=0.0))
-            if not (np.isfinite(size) and size > 0.0):
+            if np.isfinite(size) and size > 0.0:
+                largest_move = STEP_SHARE * size
+            else:
                 # All zeros (a bias): on the outputs' scale, which is what it is added to, so
                 # that a mask built before it flips.
-                size = (
-                    ZERO_STEP_SHARE
-                    / STEP_SHARE
-                    * (scale if np.isfinite(scale) and scale > 0 else 1.0)
+                largest_move = ZERO_STEP_SHARE * (
+                    scale if np.isfinite(scale) and scale > 0 else 1.0
                 )
-            moved[key] = value - (STEP_SHARE * size / top) * g
-        if not (moved or rebound):
+            moved[key] = value - (largest_move / top) * g
+        if not moved:
             return None
         call = "step check, parameters after one gradient step"
-        with self.params_at(moved), self.params_rebound(rebound):
+        with self.params_at(moved):
             try:
                 y = np.asarray(self.forward(call=f"forward ({call})"))
                 if y.shape != self.y.shape or nonfinite_index(y) is not None:
@@ -1223,9 +1224,7 @@ class LayerCalls:
             f"of its largest entry, or by {ZERO_STEP_SHARE:g} of the outputs' largest where it "
             "is all zeros"
         )
-        return FreshProbe(
-            np.asarray(self.x), self.target, moved, described, after, rebound, kind="step"
-        )
+        return FreshProbe(np.asarray(self.x), self.target, moved, described, after, {}, kind="step")
 
     def movable_params(self) -> Tuple[List[str], List[str]]:
         """The parameters the fresh-cache check moves: arrays the layer holds (one key per tied
@@ -1300,11 +1299,14 @@ class LayerCalls:
         the parameters of its first backward passes it, and the estimate, run at ``x`` too. So
         ``backward`` runs once more right after ``forward(x'')`` (:meth:`fresh_probes`), and
         along one Gaussian direction through the input and the moved parameters at once (each
-        entry scaled to its own size) the derivative is estimated at ``x`` and at ``x''``
-        (``FRESH_METHODS``, the cheapest first) and compared with what each backward says.
-        Where they agree at ``x`` and two stencils disagree at ``x''``, the finding is returned
-        (:meth:`_fresh_verdict`): ``stale-cache``, ``wrong-away-from-x``, the warning
-        ``wrong-for-moved-params``, or ``fresh-cache-unchecked`` where nothing was resolved.
+        entry scaled to its own size) the derivative is estimated at ``x''`` and, only where
+        two stencils disagree there, at ``x`` (``FRESH_METHODS``, the cheapest that can
+        resolve first), and compared with what each backward says. Where they agree at ``x``,
+        the finding is returned (:meth:`_fresh_verdict`): ``stale-cache``,
+        ``wrong-away-from-x``, the warning ``wrong-for-moved-params``, or
+        ``fresh-cache-unchecked`` where nothing was resolved. The same comparison serves the
+        step check (``fresh.kind == "step"``) and the other-dy check (``"dy"``), whose
+        disagreement stands even where ``x`` is unresolved.
         """
         keys = ["x", *fresh.moved]
         rest = list(fresh.moved)
