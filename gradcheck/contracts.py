@@ -585,7 +585,14 @@ class LayerCalls:
             )
 
     def gradient(self, what: str, name: str, value: Any, shape: Tuple[int, ...]) -> Array:
-        """One validated gradient as float64; a narrower dtype than the check's is a finding."""
+        """One validated gradient as float64; a narrower dtype than the check's is a finding.
+
+        A parameter's gradient of another shape that an in-place update broadcasts onto the
+        parameter without growing it (``(D,)`` for a bias held as ``(1, D)``) is taken, reshaped,
+        with a warning: ``b -= lr * g`` does the same for both. ``dx`` must have ``x``'s shape.
+        """
+        if name != "x":
+            value = self.broadcast_onto(name, value, shape)
         arr = _require_array(what, value, shape)
         returned = np.asarray(value).dtype
         if _dtype_problem(returned, self.dtype):
@@ -595,6 +602,33 @@ class LayerCalls:
                 f"backward returned {returned} for {name}; expected {np.dtype(self.dtype)}",
             )
         return arr
+
+    def broadcast_onto(self, name: str, value: Any, shape: Tuple[int, ...]) -> Any:
+        """``value`` reshaped to ``shape`` where it has as many entries and broadcasts onto it
+        (so an in-place update of the parameter by it works), with a warning once; else as it
+        came. ``(D, 1)`` for ``(1, D)`` would broadcast to ``(D, D)``: left to be an error."""
+        arr = value if isinstance(value, np.ndarray) else None
+        if arr is None or arr.shape == tuple(shape) or arr.size != int(np.prod(shape)):
+            return value
+        try:
+            fits = np.broadcast_shapes(tuple(shape), arr.shape) == tuple(shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            return value
+        if ("grad-shape-broadcast", name) not in self.noted:
+            self.noted.add(("grad-shape-broadcast", name))
+            self.findings.append(
+                Finding(
+                    "grad-shape-broadcast",
+                    "warning",
+                    f"backward returned shape {arr.shape} for {name}, whose parameter has shape "
+                    f"{tuple(shape)}: checked as reshaped to it, since an in-place update "
+                    f"broadcasts it the same way; returning shape {tuple(shape)} is safer "
+                    "(an optimizer that is not in place would change the parameter's shape)",
+                )
+            )
+        return arr.reshape(shape)
 
     def note_once(self, code: str, subject: str, message: str) -> None:
         """A ``fail`` finding, once per (code, subject): the first call that broke it is named."""

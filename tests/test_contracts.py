@@ -1932,3 +1932,51 @@ def test_a_stale_cache_names_only_the_gradients_that_are_wrong():
     assert result.status == "fail", result.explain()
     found = message(result, "stale-cache")
     assert "grads['W']" in found and "grads['b']" not in found, found
+
+
+class _TanhOfShiftedX:
+    """``tanh(x + b)`` with the bias held as ``param_shape``; ``grad_of_b`` makes ``grads['b']``
+    from the backward's ``dz`` (N, D), in whatever shape the author wrote."""
+
+    def __init__(self, param_shape: tuple, grad_of_b: Any) -> None:
+        self.params = {"b": np.linspace(-1.0, 1.0, 4).reshape(param_shape)}
+        self.grads: Dict[str, Any] = {}
+        self.grad_of_b = grad_of_b
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.y = np.tanh(x + self.params["b"])
+        return self.y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dz = dy * (1.0 - self.y**2)
+        self.grads["b"] = self.grad_of_b(dz)
+        return dz
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_bias_gradient_that_broadcasts_onto_its_parameter_is_checked_with_a_warning(mode):
+    # A bias held as (1, D) with dy.sum(0) of shape (D,): `b -= lr * g` works the same, so the
+    # values are checked (a wrong last entry fails) and the shape is a warning, not an error.
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    right = check_layer(_TanhOfShiftedX((1, 4), lambda dz: dz.sum(0)), x, seed=0, mode=mode)
+    assert right.status == "pass", right.reason
+    assert "grad-shape-broadcast" in {f.code for f in right.findings}
+    wrong = _TanhOfShiftedX((1, 4), lambda dz: np.r_[dz.sum(0)[:3], 0.0])
+    failed = check_layer(wrong, x, seed=0, mode=mode)
+    assert failed.status == "fail" and "b[0, 3]" in (failed.reason or "")
+
+
+@pytest.mark.parametrize(
+    "param_shape, grad_of_b",
+    [
+        ((4,), lambda dz: dz.sum(0, keepdims=True)),  # `b -= g` cannot grow b to (1, 4)
+        ((1, 4), lambda dz: dz.sum(0)[:, None]),  # (4, 1) would broadcast b to (4, 4)
+    ],
+)
+def test_bias_gradient_that_does_not_broadcast_onto_its_parameter_is_an_error(
+    param_shape, grad_of_b
+):
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    result = check_layer(_TanhOfShiftedX(param_shape, grad_of_b), x, seed=0)
+    assert result.status == "error"
+    assert "grads['b']-shape" in {f.code for f in result.findings}
