@@ -616,25 +616,23 @@ class LayerCalls:
             fits = False
         if not fits:
             return value
-        if ("grad-shape-broadcast", name) not in self.noted:
-            self.noted.add(("grad-shape-broadcast", name))
-            self.findings.append(
-                Finding(
-                    "grad-shape-broadcast",
-                    "warning",
-                    f"backward returned shape {arr.shape} for {name}, whose parameter has shape "
-                    f"{tuple(shape)}: checked as reshaped to it, since an in-place update "
-                    f"broadcasts it the same way; returning shape {tuple(shape)} is safer "
-                    "(an optimizer that is not in place would change the parameter's shape)",
-                )
-            )
+        self.note_once(
+            "grad-shape-broadcast",
+            name,
+            f"backward returned shape {arr.shape} for {name}, whose parameter has shape "
+            f"{tuple(shape)}: checked as reshaped to it, since an in-place update "
+            f"broadcasts it the same way; returning shape {tuple(shape)} is safer "
+            "(an optimizer that is not in place would change the parameter's shape)",
+            severity="warning",
+        )
         return arr.reshape(shape)
 
-    def note_once(self, code: str, subject: str, message: str) -> None:
-        """A ``fail`` finding, once per (code, subject): the first call that broke it is named."""
+    def note_once(self, code: str, subject: str, message: str, severity: str = "fail") -> None:
+        """A finding (a ``fail`` unless said), once per (code, subject): the first call that
+        broke it is named."""
         if (code, subject) not in self.noted:
             self.noted.add((code, subject))
-            self.findings.append(Finding(code, "fail", message))
+            self.findings.append(Finding(code, severity, message))
 
     def check_arguments(self, call: str) -> None:
         """Compare every array handed to the layer so far, and its parameters, with their
