@@ -24,9 +24,12 @@ from .compare import (
     compare,
     default_resolve_atol,
     default_rtol,
+    default_small_floor,
     failing_entries,
     magnitude_bands,
     scaled_norm,
+    sub_floor_bands,
+    typical_gradient,
 )
 from .contracts import Abort, LayerCalls, nonfinite_index
 from .diagnosis import diagnose_results
@@ -71,6 +74,9 @@ MISS_TARGET = 1e-6
 # Gradient entries more than BAND_RATIO (compare.py) above the median are screened in bands of
 # their own; a band of at most SMALL_BAND entries is estimated entry by entry.
 SMALL_BAND = 8
+# Entries whose whole value is under the fail floor of the median band (a column scaled by 1e-9,
+# zeros where the truth is not) are screened in bands of their own by this many directions each.
+SUB_FLOOR_DIRECTIONS = 2
 # Adaptive screens draw directions in batches until the target is resolved or this many are used.
 DIRECTION_BATCHES: Tuple[int, ...] = (8, 8, 16, 32)
 # The fail test's absolute floor for a directional derivative, as a fraction of rtol * ||g||
@@ -102,6 +108,11 @@ FULL_TRIAL_SWITCH = 0.4
 # own tolerance): rounding falls as the step grows, so a wrong entry of 1e-6 beside outputs of
 # 1e6 is resolved at the larger steps where it hid at the base one.
 COARSENING: Tuple[float, ...] = (16.0, 256.0, 4096.0)
+# ... and at which it estimates again an entry left unresolved (its error over what it had to
+# resolve): a richardson error estimate is not monotone in the step (a whitening's eigenvector
+# rotation within the step inflates it at one step and not at a quarter of it). Finer steps
+# only: a longer one can average away a feature (a wiggle) the estimate was unresolved on.
+RESTEPPING: Tuple[float, ...] = (0.25, 0.0625)
 # ... when that error is more than this many times the entry's own tolerance: a wrong entry
 # can then hide in up to (1 + 2 x 8) own tolerances, about 2.5e-7 of the entry, inside the
 # default check's target of 1e-6 (TARGET_ENTRY_ERROR).
@@ -530,21 +541,34 @@ class _Checker:
         curvature), and an entry stops at the first level
         that resolves it (or whose estimate it rejects).
         A failure this shows is confirmed at smaller steps like any other (:meth:`confirm_full`);
-        entries still resolved only at the floor are named in a finding.
+        entries still resolved only at the floor are named in a finding. Of an inconclusive
+        richardson comparison (the last stage), the entries whose error exceeds what they had
+        to resolve are estimated so at ``RESTEPPING`` times the base step instead (an
+        ill-conditioned whitening's estimate, inflated at its own step, resolves at a quarter
+        of it), and taken only where that makes the comparison pass; its other causes are left
+        as they are.
         """
-        if self.atol is not None or cmp.status != "pass":
+        if self.atol is not None or cmp.status not in ("pass", "inconclusive"):
             return est, cmp
         base, outputs, _ = self.argument(key)
         value, error, step = (
             np.array(a, dtype=np.float64).ravel() for a in (est.value, est.error, est.step)
         )
+        unresolved_only = cmp.status == "inconclusive"
+        if unresolved_only and est.method != "richardson":
+            # Shorter stencils escalate to richardson, or were asked for by the user.
+            return est, cmp
 
         def beyond_own(idx: Array) -> Array:
             """Which of the flat entries ``idx`` have an error over ``COARSE_TRIGGER`` times
-            their own tolerance (never one whose error is not finite)."""
+            their own tolerance, or over what they had to resolve (never one whose error is
+            not finite); of an inconclusive comparison, only the latter."""
             with np.errstate(invalid="ignore"):
-                own = cmp.atol + cmp.rtol * np.abs(value[idx])
-                return np.isfinite(error[idx]) & (error[idx] > COARSE_TRIGGER * own)
+                rel = cmp.rtol * np.abs(value[idx])
+                unresolved = error[idx] > cmp.resolve_atol + rel
+                if not unresolved_only:
+                    unresolved |= error[idx] > COARSE_TRIGGER * (cmp.atol + rel)
+                return np.isfinite(error[idx]) & unresolved
 
         everything = np.arange(value.size)
         pending = everything[beyond_own(everything)]
@@ -554,7 +578,7 @@ class _Checker:
         pending = np.sort(order[:REFINEMENT_CAP])
         rounding = np.ravel(self.analytic_rounding(key))
         evaluations = est.evaluations
-        for factor in COARSENING:
+        for factor in RESTEPPING if unresolved_only else COARSENING:
             if not pending.size:
                 break
             level = partial_derivatives(
@@ -582,6 +606,7 @@ class _Checker:
             # An entry whose estimate met the function's curvature goes no further either.
             pending = pending[take & beyond_own(pending)]
         shape = np.shape(analytic)
+        before = est, cmp
         est = dataclasses.replace(
             est,
             value=value.reshape(shape),
@@ -590,9 +615,14 @@ class _Checker:
             evaluations=evaluations,
         )
         cmp = self.compare_full(key, analytic, est.value, est.error)
+        if unresolved_only and cmp.status != "pass":
+            # Finer steps may settle an inflated error bar, never overturn it: where the
+            # estimate was unresolved at its own step (a whitening of degenerate eigenvalues),
+            # a finer one that disagrees is no evidence of a wrong backward.
+            return dataclasses.replace(before[0], evaluations=evaluations), before[1]
         if cmp.status == "fail":
             est, cmp = self.confirm_full(key, analytic, est, cmp)
-        if cmp.status == "pass":
+        if cmp.status == "pass" and not unresolved_only:
             left = everything[beyond_own(everything)]
             if left.size:
                 worst = int(left[np.argmax(error[left])])
@@ -823,20 +853,50 @@ class _Checker:
         evaluations = 0
         spent_budget = 0
         worst_entry, worst_gradient = 0.0, 0.0
-        for support in magnitude_bands(flat_a):
+        bands = magnitude_bands(flat_a)
+        sub_floor: List[Array] = []
+        if self.atol is None:
+            # Entries whose whole value is under the median band's fail floor: screened apart
+            # (below), since with the rest an error of any size in them would pass.
+            sub_floor = sub_floor_bands(
+                flat_a,
+                self.rtol * typical_gradient(flat_a, flat_a),
+                default_small_floor(flat_a, flat_a, self.rtol),
+            )
+            if sub_floor and sum(b.size for b in sub_floor) < n:
+                bands[0] = np.setdiff1d(bands[0], np.concatenate(sub_floor), assume_unique=True)
+            else:
+                sub_floor = []
+        median_norm = scaled_norm(flat_a[bands[0]])
+        small_floors: List[Array] = []
+        for support in sub_floor + bands:
+            below = len(small_floors) < len(sub_floor)
             band_norm = scaled_norm(flat_a[support])
             atol, resolve_atol = self.atol, self.atol
+            small_floor = np.inf
             if atol is None:
                 # A directional derivative is of the size ||g|| for a Gaussian direction: that
                 # is the floor the estimate must resolve, and a fraction of it the floor of
-                # the fail test.
-                atol = self.rtol * DIRECTIONAL_FLOOR * band_norm
-                resolve_atol = self.rtol * band_norm
-            unit = support.size <= SMALL_BAND and support.size < n
+                # the fail test. A band under the median band's floor keeps that band's floors
+                # and fails beyond its own relative tolerance where that is resolved and
+                # beyond rounding (compare's small-entry test; a residue of that size in every
+                # entry has the norm below along a Gaussian direction).
+                norm = median_norm if below else band_norm
+                atol = self.rtol * DIRECTIONAL_FLOOR * norm
+                resolve_atol = self.rtol * norm
+                if below:
+                    small_floor = default_small_floor(flat_a, flat_a, self.rtol) * np.sqrt(
+                        support.size
+                    )
+            unit = (
+                support.size <= (SUB_FLOOR_DIRECTIONS if below else SMALL_BAND) and support.size < n
+            )
             # The projection's share of the backward's rounding: ||r|| for a Gaussian v.
             band_rounding = scaled_norm(self.analytic_rounding(key).ravel()[support])
             if unit:
                 batches = [support.size]
+            elif below:
+                batches = [SUB_FLOOR_DIRECTIONS]
             elif fixed is not None:
                 batches = [fixed]
             else:
@@ -892,10 +952,11 @@ class _Checker:
                     atol=atol,
                     resolve_atol=resolve_atol,
                     rounding=band_rounding,
+                    small_floor=small_floor,
                 )
                 with np.errstate(invalid="ignore", over="ignore"):
                     thresholds = cmp.atol + cmp.rtol * np.abs(value) + FAIL_MARGIN * error
-                if cmp.status != "pass" or fixed is not None or unit:
+                if cmp.status != "pass" or fixed is not None or unit or below:
                     break
                 if resolved_error(thresholds, band_norm / np.sqrt(support.size)) <= (
                     TARGET_ENTRY_ERROR
@@ -910,6 +971,11 @@ class _Checker:
             atols.append(np.full(band_value.size, atol))
             resolves.append(np.full(band_value.size, max(float(resolve_atol or 0.0), float(atol))))
             roundings.append(np.full(band_value.size, band_rounding))
+            small_floors.append(np.full(band_value.size, small_floor))
+            if below:
+                # Screened for errors beyond their own relative tolerance, not resolved to a
+                # fraction of a typical entry: they state no resolution.
+                continue
             if unit:
                 # Entry by entry: nothing slips through by chance.
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -922,8 +988,9 @@ class _Checker:
                     worst_entry, resolved_error(thresholds, band_norm / np.sqrt(support.size))
                 )
                 worst_gradient = max(worst_gradient, resolved_error(thresholds, band_norm))
-        value, error, proj, atol_all, resolve_all, rounding_all = (
-            np.concatenate(c) for c in (values, errors, projected, atols, resolves, roundings)
+        value, error, proj, atol_all, resolve_all, rounding_all, small_all = (
+            np.concatenate(c)
+            for c in (values, errors, projected, atols, resolves, roundings, small_floors)
         )
         cmp = compare(
             proj,
@@ -934,9 +1001,12 @@ class _Checker:
             n_worst=self.n_worst,
             resolve_atol=resolve_all,
             rounding=rounding_all,
+            small_floor=small_all,
         )
         if final:
-            claimed = failing_entries(proj, value, error, cmp, atol=atol_all) & np.isfinite(proj)
+            claimed = failing_entries(
+                proj, value, error, cmp, atol=atol_all, small_floor=small_all
+            ) & np.isfinite(proj)
             if claimed.any():
                 all_v = np.concatenate(drawn)
                 with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -962,6 +1032,7 @@ class _Checker:
                         n_worst=self.n_worst,
                         resolve_atol=resolve_all,
                         rounding=rounding_all,
+                        small_floor=small_all,
                     )
         with np.errstate(invalid="ignore", over="ignore"):
             thresholds = atol_all + cmp.rtol * np.abs(value) + FAIL_MARGIN * error

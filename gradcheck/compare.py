@@ -10,6 +10,11 @@ Per entry ``i``, with analytic ``a``, numeric ``n`` and the estimate's error ``e
                   and d_i > 8 e_i             everything the estimate could be wrong by (twice
                                               its error estimate: ``FAIL_MARGIN``), and by more
                                               than 8 error estimates (``CONFIRM_RATIO``)
+                  or d_i > rtol |n_i| + 2 e_i an entry below the floor (min(|a_i|, |n_i|) <
+                  and d_i > 8 e_i             atol), wrong by more than ``rtol`` of itself where
+                  and d_i > small             its estimate resolves that, and by more than the
+                                              rounding any backward leaves (``small``, below;
+                                              default tolerances only)
     inconclusive  otherwise, if e_i > res_i   the estimate cannot resolve the tolerance: a wrong
                   or anything is not finite   gradient could hide inside its error (also where
                   or d_i > tol_i + 2 e_i      d_i is beyond the tolerance but not confirmed)
@@ -32,6 +37,16 @@ round-off floor of that entry's own outputs); ``tol_i`` is not widened by it. Th
 resolve ``res_i``, whose floor ``resolve_atol`` defaults to ``rtol`` times the *largest* entry:
 an entry that is zero in truth next to large ones is resolved when its estimate is good to that
 floor, while a failure is still judged against the tight ``tol_i``.
+
+The floor ``atol`` alone would pass an entry below it whatever its value: a column of
+``tanh(x) * 1e-9`` whose backward returned zeros disagrees by less than ``atol`` everywhere.
+An entry below the floor (the analytic value or the estimate under ``atol``) is held to its own
+relative tolerance wherever its estimate resolves that (``d_i > 8 e_i``) and the discrepancy is
+beyond ``small = SMALL_ENTRY_ULPS * rtol^2 *
+max(|a|, |n|)`` (``rtol^2`` is ``eps`` at the default ``rtol``: a thousand units of rounding of the
+largest entry, which no backward of the right formula leaves in an entry that is zero in truth,
+and which is below every entry the estimate can tell from zero anyway). With a stated ``atol``
+the floor is the user's, and this test is off.
 """
 
 from __future__ import annotations
@@ -55,6 +70,11 @@ FAIL_MARGIN = 2.0
 # where the error is comparable to the tolerance, a disagreement between 2 and 8 estimates is
 # inconclusive, neither fail nor pass.
 CONFIRM_RATIO = 8.0
+# The discrepancy below which an entry far under the typical one is never failed, in units of
+# ``rtol^2`` (``eps`` at the default rtol) times the largest entry: the rounding residue a right
+# backward can leave in an entry that is zero in truth (a sum of terms of the largest entries'
+# size that cancel) stays far below it.
+SMALL_ENTRY_ULPS = 1e3
 
 
 FLOAT64 = np.dtype(np.float64)
@@ -82,6 +102,25 @@ def magnitude_bands(flat: Array, below_median: bool = False) -> List[Array]:
     return [np.flatnonzero(level == b) for b in np.unique(level)]
 
 
+def sub_floor_bands(flat: Array, top: float, bottom: float) -> List[Array]:
+    """Flat indices of the entries of ``flat`` below ``top`` in magnitude, zeros included, in
+    bands a factor ``BAND_RATIO`` wide downward from ``top``, the smallest first; every entry
+    below ``bottom`` (and every zero) is in the lowest band. Empty when there is none.
+
+    These are the entries whose whole value is under a fail floor ``top``: screened with the
+    rest, an error of any size in them would pass, and screened in one band, a column of
+    ``1e-12`` would hide behind one of ``1e-9``."""
+    mag = np.abs(flat)
+    below = np.flatnonzero(np.isfinite(mag) & (mag < top))
+    if not below.size:
+        return []
+    with np.errstate(divide="ignore"):
+        lowest = np.floor(np.log(max(bottom, TINY) / top) / np.log(BAND_RATIO))
+        level = np.floor(np.log(np.maximum(mag[below], TINY) / top) / np.log(BAND_RATIO))
+    level = np.maximum(level, min(lowest, -1.0)).astype(np.int64)
+    return [below[level == b] for b in np.unique(level)]
+
+
 def default_rtol(dtype: np.dtype = FLOAT64) -> float:
     """``sqrt(eps)`` of ``dtype``: 1.49e-8 for float64, 3.45e-4 for float32."""
     return float(np.sqrt(np.finfo(dtype).eps))
@@ -106,6 +145,12 @@ def default_resolve_atol(analytic: Array, numeric: Array, rtol: float) -> float:
         mag = np.maximum(np.abs(np.ravel(analytic)), np.abs(np.ravel(numeric)))
     mag = mag[np.isfinite(mag)]
     return rtol * float(np.max(mag, initial=0.0))
+
+
+def default_small_floor(analytic: Array, numeric: Array, rtol: float) -> float:
+    """``SMALL_ENTRY_ULPS * rtol^2`` times the largest finite gradient entry: the discrepancy
+    below which an entry is failed only beyond ``atol`` (see the module docstring)."""
+    return SMALL_ENTRY_ULPS * rtol * default_resolve_atol(analytic, numeric, rtol)
 
 
 def scaled_norm(a: Array) -> float:
@@ -167,15 +212,26 @@ class Comparison:
     max_error_estimate: float
     worst: List[Entry]  # entries ranked by discrepancy over what is allowed, worst first
     resolve_atol: float = 0.0  # the floor of what the estimate had to resolve (>= atol)
+    # The discrepancy beyond which an entry below ``atol`` fails on its own relative tolerance
+    # (inf: that test is off, as with a stated atol).
+    small_floor: float = float("inf")
 
     @property
     def worst_index(self) -> Optional[Tuple[int, ...]]:
         return self.worst[0].index if self.worst else None
 
 
-def _fails(a: Array, d: Array, tol: Array, e: Array) -> Array:
+def _fails(a: Array, n: Array, e: Array, atol: Array, rtol: float, small: Array) -> Array:
+    """Which entries fail (the module docstring): beyond ``atol + rtol |n|``, or, for an entry
+    below the floor ``atol`` (``min(|a|, |n|) < atol``), beyond ``rtol |n|`` and ``small``; in
+    either case confirmed by the error ``e``."""
     with np.errstate(invalid="ignore", over="ignore"):
-        return ((d > tol + FAIL_MARGIN * e) & (d > CONFIRM_RATIO * e)) | ~np.isfinite(a)
+        d = np.abs(a - n)
+        rel = rtol * np.abs(n)
+        margin = FAIL_MARGIN * e
+        below_floor = np.minimum(np.abs(a), np.abs(n)) < atol
+        beyond = (d > atol + rel + margin) | (below_floor & (d > rel + margin) & (d > small))
+        return (beyond & (d > CONFIRM_RATIO * e)) | ~np.isfinite(a)
 
 
 def failing_entries(
@@ -184,17 +240,16 @@ def failing_entries(
     error_estimate: Array,
     cmp: Comparison,
     atol: Union[float, Array, None] = None,
+    small_floor: Union[float, Array, None] = None,
 ) -> Array:
     """The entries that ``cmp``, a :func:`compare` of these arrays, counts as failed (a boolean
-    array of ``analytic``'s shape). ``atol``: the floor given to ``compare`` when it was an
-    array (``cmp`` records only its smallest entry)."""
+    array of ``analytic``'s shape). ``atol``, ``small_floor``: the floors given to ``compare``
+    when they were arrays (``cmp`` records only their smallest entries)."""
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
-    floor = cmp.atol if atol is None else np.asarray(atol, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.abs(a - n)
-        tol = floor + cmp.rtol * np.abs(n)
-    return _fails(a, d, tol, np.asarray(error_estimate, dtype=np.float64))
+    floor = np.asarray(cmp.atol if atol is None else atol, dtype=np.float64)
+    small = np.asarray(cmp.small_floor if small_floor is None else small_floor, dtype=np.float64)
+    return _fails(a, n, np.asarray(error_estimate, dtype=np.float64), floor, cmp.rtol, small)
 
 
 def compare(
@@ -207,6 +262,7 @@ def compare(
     n_worst: int = 5,
     resolve_atol: Union[float, Array, None] = None,
     rounding: Union[float, Array, None] = None,
+    small_floor: Union[float, Array, None] = None,
 ) -> Comparison:
     """Judge ``analytic`` against ``numeric`` (same shape), entry by entry, as the module says.
 
@@ -222,6 +278,10 @@ def compare(
     backward under test: an entry whose own rounding exceeds its tight ``tol_i`` is
     inconclusive, since an error of that size in it (or in exact entries of its size, whose
     error bar the rounding of their like sets) would pass unseen.
+
+    ``small_floor`` (broadcast against ``a``) is the discrepancy beyond which an entry below
+    ``atol`` fails on its relative tolerance alone (the module docstring); default:
+    :func:`default_small_floor` with the default ``atol``, off (inf) with a stated one.
     """
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
@@ -235,6 +295,9 @@ def compare(
         atol = default_atol(a, n, rtol)
         if resolve_atol is None:
             resolve_atol = default_resolve_atol(a, n, rtol)
+        if small_floor is None:
+            small_floor = default_small_floor(a, n, rtol)
+    small = np.asarray(np.inf if small_floor is None else small_floor, dtype=np.float64)
     # Either may be an array (one floor per entry, broadcast against ``a``); the
     # Comparison records the smallest.
     atol_arr = np.asarray(atol, dtype=np.float64)
@@ -246,14 +309,17 @@ def compare(
     atol, resolve_atol = atol_arr, resolve_arr
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.abs(a - n)
-        tol = atol + rtol * np.abs(n)
-        tol_resolve = resolve_atol + rtol * np.abs(n)
+        rel = rtol * np.abs(n)
+        tol = atol + rel
+        tol_resolve = resolve_atol + rel
         # A non-finite analytic value is wrong whatever the estimate; a non-finite estimate,
         # error or tolerance leaves the entry unresolved. NaN comparisons are False, so both
         # are spelled out rather than left to fall through to "pass".
         finite = np.isfinite(a) & np.isfinite(n) & np.isfinite(e) & np.isfinite(tol)
         beyond = d > tol + FAIL_MARGIN * e
-        failed = _fails(a, d, tol, e)
+        failed = _fails(a, n, e, atol, rtol, small)
+        # An entry failed on its relative tolerance alone is reported against it.
+        tol = np.where(failed & (d <= tol + FAIL_MARGIN * e), np.broadcast_to(rel, d.shape), tol)
         # Beyond the tolerance, but by no more than a few error estimates: an estimate this
         # close to its own limit cannot confirm a failure, and must not be read as a pass.
         unresolved = ~failed & ((e > tol_resolve) | ~finite | beyond)
@@ -265,10 +331,11 @@ def compare(
             status = "inconclusive"
         else:
             status = "pass"
-        # Rank by how far each entry is beyond what it may differ by; ties broken by raw size.
+        # Rank the failed entries first, then by how far each entry is beyond what it may
+        # differ by (an unconfirmed one can be further beyond its tolerance than a failed one).
         badness = d / np.maximum(tol + FAIL_MARGIN * e, TINY)
         badness = np.where(np.isnan(badness), np.inf if a.size else 0.0, badness)
-    order: Any = np.argsort(-badness, axis=None, kind="stable")[:n_worst] if a.size else []
+    order: Any = np.lexsort((-np.ravel(badness), ~np.ravel(failed)))[:n_worst] if a.size else []
     worst = [
         Entry(
             index=tuple(int(i) for i in np.unravel_index(k, a.shape)),
@@ -291,4 +358,5 @@ def compare(
         max_error_estimate=float(np.max(np.where(np.isnan(e), np.inf, e), initial=0.0)),
         worst=worst,
         resolve_atol=float(np.min(resolve_arr, initial=np.inf)) if resolve_arr.size else 0.0,
+        small_floor=float(np.min(small, initial=np.inf)),
     )

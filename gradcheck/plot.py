@@ -455,12 +455,14 @@ def allowed_difference(arg: ArgumentResult) -> Array:
     (times ``FAIL_MARGIN``, as the fail test allows).
 
     The tolerance of every entry is read from :func:`compare` itself (asked for all entries,
-    with the comparison's own ``rtol`` and ``atol``), not recomputed here.
+    with the comparison's own ``rtol``, ``atol`` and ``small_floor``), not recomputed here.
     """
     a, n, e = arg.analytic, arg.numeric, arg.error_estimate
     assert a is not None and n is not None and e is not None
     c = arg.comparison
-    full = compare(a, n, e, rtol=c.rtol, atol=c.atol, n_worst=int(np.size(a)))
+    full = compare(
+        a, n, e, rtol=c.rtol, atol=c.atol, small_floor=c.small_floor, n_worst=int(np.size(a))
+    )
     allowed = np.empty(np.shape(a), dtype=np.float64)
     for entry in full.worst:
         allowed[entry.index] = entry.tolerance + FAIL_MARGIN * entry.error_estimate

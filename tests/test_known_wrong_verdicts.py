@@ -49,9 +49,19 @@ def test_a_wrong_backward_at_a_bend_narrower_than_every_step_does_not_pass():
     "estimates' pooled noise is the bend's own signal, and the refinement confirms a fail",
 )
 def test_a_correct_bend_of_width_1e_7_is_not_failed_in_directional_mode():
+    # 3e-8 off the entry: centred on it, the gradient there is exactly 0, an entry under the
+    # floor, screened alone by a unit direction that crosses no other bend (inconclusive).
+    x = _x()
+    result = check_layer(Bend(x[2, 3] + 3e-8, 1e-7), x, seed=0, mode="directional")
+    assert result.status != "fail", result.explain()
+
+
+def test_a_correct_bend_centred_on_an_entry_is_screened_alone_in_directional_mode():
     x = _x()
     result = check_layer(Bend(x[2, 3], 1e-7), x, seed=0, mode="directional")
-    assert result.status != "fail", result.explain()
+    assert result.status == "inconclusive", result.explain()
+    wrong = check_layer(Bend(x[2, 3], 1e-7, right=False), x, seed=0, mode="directional")
+    assert wrong.status != "pass", wrong.explain()
 
 
 class Softmax:

@@ -16,6 +16,8 @@ import pytest
 
 from gradcheck import check_layer
 from gradcheck.compare import compare, relative_error, scaled_norm
+from layers.pca_whitening import PCAWhitening
+from layers.whitening import ZCAWhitening
 
 
 class Elementwise:
@@ -266,6 +268,120 @@ def test_the_noise_of_large_outputs_is_not_lent_to_small_ones(wrong, mode, seed)
         assert np.max(right.input.error_estimate[:, 0]) < 1e-10
 
 
+# -- 3b. an entry below the floor is held to its own tolerance -----------------------------
+
+
+class TinyColumn:
+    """``y = tanh(x) * c`` with the last column of ``c`` at ``scale``: that column's gradient is
+    far under ``atol = rtol * median``. ``wrong``: ``"zero"`` returns zeros there, a number
+    scales it by ``1 + wrong``; ``residue`` adds rounding of the size of the largest entries to
+    it (``1e-16 dy``: a discrepancy of the size of a backward's rounding)."""
+
+    def __init__(self, scale: float, wrong=None, residue: bool = False) -> None:
+        self.scale, self.wrong, self.residue = scale, wrong, residue
+
+    def forward(self, x):
+        self.x = x
+        c = np.ones(x.shape[-1])
+        c[-1] = self.scale
+        self.c = c
+        return np.tanh(x) * c
+
+    def backward(self, dy):
+        g = dy * (1.0 - np.tanh(self.x) ** 2) * self.c
+        if self.residue:
+            g[:, -1] += 1e-16 * dy[:, -1]
+        if self.wrong == "zero":
+            g[:, -1] = 0.0
+        elif self.wrong is not None:
+            g[:, -1] *= 1.0 + self.wrong
+        return g
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+# (1e-12, 1e-2) is 1e-14 absolute: under the thousand-ulp floor, documented as not caught.
+@pytest.mark.parametrize(
+    ("scale", "wrong"), [(1e-9, "zero"), (1e-9, 1.0), (1e-9, 1e-2), (1e-12, "zero"), (1e-12, 1.0)]
+)
+@pytest.mark.parametrize("shape", [(8, 4), (64, 32)])
+def test_a_wrong_column_far_under_the_floor_fails(mode, scale, wrong, shape):
+    """Found while hunting for wrong passes: a column of gradients of 1e-9 beside ones of 1
+    disagrees by less than ``atol = rtol * median`` wherever it is wrong, so a backward that
+    returned zeros there passed. Entries under the floor now fail beyond their own relative
+    tolerance where the estimate resolves it and beyond a thousand ulps of the largest entry;
+    in a directional screen they are a band of their own."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    result = check_layer(TinyColumn(scale, wrong), x, mode=mode)
+    assert result.status == "fail", result.explain()
+    assert result.input.comparison.n_failed >= 1
+    if mode == "full":
+        cmp = result.input.comparison
+        assert all(e.index[1] == shape[1] - 1 for e in cmp.worst[: cmp.n_failed])
+    right = check_layer(TinyColumn(scale), x, mode=mode)
+    assert right.status == "pass", right.explain()
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_rounding_residue_in_a_tiny_column_is_not_a_failure(mode):
+    """A discrepancy of 1e-16 in the column of 1e-9 (``+ 1e-16 dy``): 1e-7 of the entries
+    themselves, but under the thousand-ulp floor (2e-13 here), so it passes, as the rounding
+    a right backward that sums cancelling terms of size 1 leaves must."""
+    x = np.random.default_rng(1).standard_normal((8, 4))
+    result = check_layer(TinyColumn(1e-9, residue=True), x, mode=mode)
+    assert result.status == "pass", result.explain()
+
+
+def test_below_the_floor_with_a_stated_atol_is_the_users_floor():
+    """With ``atol`` given the user has said what is small enough: the zeroed column of 1e-9
+    passes under ``atol=1e-6`` and fails under a floor of a thousandth of its size."""
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    assert check_layer(TinyColumn(1e-9, "zero"), x, atol=1e-6).status == "pass"
+    assert check_layer(TinyColumn(1e-9, "zero"), x, atol=1e-12, mode="full").status == "fail"
+
+
+class PCAScaledEntry(PCAWhitening):
+    """PCA whitening whose backward scales ``dx[4, 3]`` by ``1 + wrong``."""
+
+    def __init__(self, wrong: float = 0.0) -> None:
+        super().__init__()
+        self.wrong = wrong
+
+    def backward(self, dy):
+        dx = np.array(super().backward(dy), copy=True)
+        dx[4, 3] *= 1.0 + self.wrong
+        return dx
+
+
+@pytest.mark.parametrize("wrong", [0.0, 1e-5])
+def test_an_unresolved_richardson_entry_is_estimated_again_at_finer_steps(wrong):
+    """Found when numpy 2.4 moved an estimate: PCA whitening of a 5x5 batch (condition number
+    2.4e5) left one richardson entry at an error of 6.3e-8 against 5.5e-8 to resolve; at a
+    quarter of its step the same stencil resolves it to 1e-9. The right backward passes; one
+    wrong by 1e-5 at that entry fails (at 1e-6, 8 error estimates of the unresolved step, it
+    stays inconclusive: a finer step only settles an error bar, never overturns it)."""
+    x = np.random.default_rng(2).standard_normal((5, 5))
+    result = check_layer(PCAScaledEntry(wrong), x, seed=2, mode="full", method="richardson")
+    if wrong:
+        assert result.status == "fail", result.explain()
+        assert result.input.comparison.worst_index == (4, 3)
+        assert check_layer(PCAScaledEntry(1e-6), x, seed=2).status == "inconclusive"
+    else:
+        assert result.status == "pass", result.explain()
+        assert result.input.error_estimate[4, 3] < 1e-8
+
+
+def test_finer_steps_never_overturn_an_unresolved_entry_into_a_failure():
+    """Found by the whitening property: ZCA of a batch with degenerate eigenvalues (gap 5e-21,
+    condition number 2.8e6) left one richardson entry unresolved (error 1.5e-5); at a quarter
+    of the step its error fell to 4e-8 and the entry disagreed by 4e-6 (2e-8 of itself), which
+    failed a right layer. A finer step may settle an error bar, not overturn it."""
+    x = np.full((5, 6), 2.0953196025017307e-67)
+    x[2, 2], x[3, 5], x[4, 0] = -7.810832832883152, 9.056227962265005, 7.785144500435798
+    x[4, 2], x[4, 5] = -5.9726138461416, 10.0
+    result = check_layer(ZCAWhitening(), x, seed=48366)
+    assert result.status == "inconclusive", result.explain()
+
+
 # -- 4. tiny inputs --------------------------------------------------------------------------
 
 
@@ -419,14 +535,38 @@ def test_a_wrong_smooth_layer_fails_with_its_disagreement_confirmed(mode):
 #: richardson -1.77e1 with error 3.5e2; central differences at steps 1e-9..1e-7 give 3.4e3).
 RANK_DEFICIENT_4X6 = np.array(
     [
-        [-0.019681319623943469, -0.019080643850109987, -0.015643111152788901,
-         -0.024362901535847758, 0.013058567044883588, 0.99965048744941110],
-        [0.60856457183827251, 0.38219268562453135, -0.46912321054584633,
-         0.00082167571207103496, -0.91325089952798733, 1.1740657541214143],
-        [-0.47079134419797186, -0.28572208555967948, 0.40852293157029618,
-         0.035381177055310242, 0.73088414502669830, 0.85752706845147730],
-        [-0.11809190801635719, -0.077389956214741859, 0.076243390128339097,
-         -0.011839951231533516, 0.16930818745640555, 0.96875668997769682],
+        [
+            -0.019681319623943469,
+            -0.019080643850109987,
+            -0.015643111152788901,
+            -0.024362901535847758,
+            0.013058567044883588,
+            0.99965048744941110,
+        ],
+        [
+            0.60856457183827251,
+            0.38219268562453135,
+            -0.46912321054584633,
+            0.00082167571207103496,
+            -0.91325089952798733,
+            1.1740657541214143,
+        ],
+        [
+            -0.47079134419797186,
+            -0.28572208555967948,
+            0.40852293157029618,
+            0.035381177055310242,
+            0.73088414502669830,
+            0.85752706845147730,
+        ],
+        [
+            -0.11809190801635719,
+            -0.077389956214741859,
+            0.076243390128339097,
+            -0.011839951231533516,
+            0.16930818745640555,
+            0.96875668997769682,
+        ],
     ]
 )
 
@@ -514,7 +654,6 @@ def test_bisection_isolates_a_single_wrong_entry_within_budget():
     assert result.input.comparison.worst[0].index == (321, 9)
 
 
-
 def test_bisection_names_entries_of_an_error_on_one_entry_in_a_hundred():
     """1% of the entries of 100,000 wrong by 1%, with a budget of 300 evaluations: both
     halves of the whole disagree, and a random sample of single entries (the former way) named
@@ -545,6 +684,7 @@ def test_bisection_names_many_entries_of_an_error_spread_everywhere():
     result = check_layer(Elementwise(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, 0.01), x, budget=300)
     assert result.status == "fail", result.explain()
     assert result.input.comparison.n_failed >= 15, result.explain()
+
 
 # -- the complex step needs a holomorphic forward, output by output ---------------------------
 
@@ -634,7 +774,6 @@ def test_a_longer_stencil_agrees_with_the_shorter_one_where_nothing_is_hidden():
     x = np.random.default_rng(0).standard_normal((32, 16))
     assert check_layer(NoisyWiggle(right=True, noise=1e-13), x, seed=0).status == "pass"
     assert check_layer(NoisyWiggle(right=False, noise=1e-13), x, seed=0).status == "fail"
-
 
 
 class _DeclaresComplexWithAbs:
