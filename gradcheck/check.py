@@ -43,6 +43,7 @@ from .finite_diff import (
     base_step,
     complex_step_holds,
     directional_derivatives,
+    hidden_by_unmoved,
     partial_derivatives,
     points_per_direction,
     steady_under_refinement,
@@ -493,12 +494,73 @@ class _Checker:
         )
         return np.concatenate([moved, unchecked]), ref.evaluations
 
+    def add_hidden_share(
+        self,
+        key: str,
+        analytic: Array,
+        value: Array,
+        error: Array,
+        cmp: Comparison,
+        directions: Callable[[Array], Array],
+        step: Array,
+        atol: Optional[Array] = None,
+        small_floor: Optional[Array] = None,
+    ) -> Tuple[Array, int]:
+        """``error`` (flat) with, for every claimed failure that only the test for entries
+        below the floor makes (:mod:`gradcheck.compare`), and for every one where the outputs
+        span an extreme range (``probe_all``), the share of the derivative outputs unmoved at
+        the probe step can hide added (:func:`hidden_by_unmoved`); and the forward evaluations
+        that cost. Such a failure is confirmed by the estimate's error, which counts only
+        outputs seen moving: beside outputs of 1 whose change is under their ulp (a saturated
+        softmax), a right entry of 1e-21 disagreed by 1e-19 with an error of 1e-27. At most
+        ``REFINEMENT_CAP`` are bounded, the worst first; the others are left unresolved
+        (error inf)."""
+        error = np.array(error, dtype=np.float64).ravel()
+        flat_a, flat_n = np.ravel(analytic), np.ravel(value)
+        claimed = failing_entries(flat_a, flat_n, error, cmp, atol, small_floor)
+        plain = failing_entries(flat_a, flat_n, error, cmp, atol, np.inf)
+        below = np.flatnonzero(claimed & (~plain | self.probe_all) & np.isfinite(flat_a))
+        if not below.size:
+            return error, 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            badness = np.abs(flat_a - flat_n) / np.maximum(error, 1e-300)
+        order = below[np.argsort(-badness[below], kind="stable")]
+        checked, unchecked = order[:REFINEMENT_CAP], order[REFINEMENT_CAP:]
+        base, outputs, _ = self.argument(key)
+        bound, spent = hidden_by_unmoved(
+            outputs,
+            base,
+            self.dy,
+            directions(checked),
+            PROBE_FACTOR * np.ravel(step)[checked],
+            typical_scale(base),
+        )
+        error[checked] += bound
+        error[unchecked] = np.inf
+        return error, spent
+
     def confirm_full(
         self, key: str, analytic: Array, est: Estimate, cmp: Comparison
     ) -> Tuple[Estimate, Comparison]:
         """``est`` and its comparison, with every failed entry whose estimate does not hold at
-        smaller steps made inconclusive (error inf); see :meth:`refuted`."""
+        smaller steps made inconclusive (error inf); see :meth:`refuted`. A failure that only
+        the test for entries below the floor claims, or any beside outputs of an extreme range,
+        must also exceed what unmoved outputs can hide (:meth:`add_hidden_share`)."""
         flat_a = np.ravel(analytic)
+        error, spent = self.add_hidden_share(
+            key,
+            analytic,
+            est.value,
+            est.error,
+            cmp,
+            unit_directions(np.shape(analytic), np.arange(flat_a.size)),
+            est.step,
+        )
+        if spent:
+            est = dataclasses.replace(
+                est, error=error.reshape(np.shape(analytic)), evaluations=est.evaluations + spent
+            )
+            cmp = self.compare_full(key, analytic, est.value, est.error)
         claimed = np.ravel(failing_entries(analytic, est.value, est.error, cmp))
         candidates = np.flatnonzero(claimed & np.isfinite(flat_a))
         if not candidates.size:
@@ -992,23 +1054,42 @@ class _Checker:
             np.concatenate(c)
             for c in (values, errors, projected, atols, resolves, roundings, small_floors)
         )
-        cmp = compare(
-            proj,
-            value,
-            error,
-            rtol=self.rtol,
-            atol=atol_all,
-            n_worst=self.n_worst,
-            resolve_atol=resolve_all,
-            rounding=rounding_all,
-            small_floor=small_all,
-        )
+
+        def judged(error: Array) -> Comparison:
+            """The comparison of every direction, with ``error`` as the estimates' errors."""
+            return compare(
+                proj,
+                value,
+                error,
+                rtol=self.rtol,
+                atol=atol_all,
+                n_worst=self.n_worst,
+                resolve_atol=resolve_all,
+                rounding=rounding_all,
+                small_floor=small_all,
+            )
+
+        cmp = judged(error)
         if final:
+            all_v = np.concatenate(drawn) if drawn else np.zeros((0, *base.shape))
+            error, spent = self.add_hidden_share(
+                key,
+                proj,
+                value,
+                error,
+                cmp,
+                lambda j: all_v[j],
+                np.concatenate(steps) if steps else np.zeros(0),
+                atol_all,
+                small_all,
+            )
+            if spent:
+                evaluations += spent
+                cmp = judged(error)
             claimed = failing_entries(
                 proj, value, error, cmp, atol=atol_all, small_floor=small_all
             ) & np.isfinite(proj)
             if claimed.any():
-                all_v = np.concatenate(drawn)
                 with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                     badness = np.abs(proj - value) / np.maximum(error, 1e-300)
                 refuted, spent = self.refuted(
@@ -1023,17 +1104,7 @@ class _Checker:
                 if refuted.size:
                     error = error.copy()
                     error[refuted] = np.inf
-                    cmp = compare(
-                        proj,
-                        value,
-                        error,
-                        rtol=self.rtol,
-                        atol=atol_all,
-                        n_worst=self.n_worst,
-                        resolve_atol=resolve_all,
-                        rounding=rounding_all,
-                        small_floor=small_all,
-                    )
+                    cmp = judged(error)
         with np.errstate(invalid="ignore", over="ignore"):
             thresholds = atol_all + cmp.rtol * np.abs(value) + FAIL_MARGIN * error
         gnorm = scaled_norm(flat_a)

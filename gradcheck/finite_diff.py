@@ -399,6 +399,11 @@ _RAW_FIELDS = (
 _PROBE_RATIO = 64.0
 # The probe step, as a multiple of the step, where every direction is probed (``probe=True``).
 PROBE_FACTOR = 2.0**10
+# The coupling probe's step, as a multiple of the probe step (about the input's own scale): an
+# output that moves there but at no smaller step depends on the direction by less than its ulp
+# at the probe step (a softmax's p ~ 1 beside a logit of p ~ 1e-19), one that does not is
+# independent of it (a scaled sine's column of 1e6 beside a direction in its column of 1e-6).
+COUPLING_FACTOR = 2.0**7
 
 
 def _merge(n: int, *parts: Tuple[Array, _Raw]) -> _Raw:
@@ -435,7 +440,10 @@ def _evaluate(
     that moves there but at no stencil point depends on the direction, and its change was
     swallowed by rounding at this step; its rounding is then counted in the floor (it would
     otherwise be missing from the estimate without a trace) and ``swallowed`` marks the
-    direction.
+    direction. An output unmoved even at the probe step may depend on the direction by less
+    than its ulp there: with ``unmoved``, every such output's ulp over the probe step is counted;
+    without it, only those of the outputs that move (to a finite value) at ``COUPLING_FACTOR``
+    times the probe step, evaluated too, which tells a dependence under an ulp from none.
     """
     eps = np.finfo(np.float64).eps
     n = len(idx_all)
@@ -453,7 +461,8 @@ def _evaluate(
     coarse_offsets = sorted(offsets)[1:4] if n_off >= 4 else []
     coarse_weights = _kink_weights(coarse_offsets) if coarse_offsets else np.zeros(0)
     y0_mag = None
-    n_pts = 2 * n_off + (2 if probe is not None else 0)
+    probes = [1.0, -1.0] if unmoved else [1.0, -1.0, COUPLING_FACTOR, -COUPLING_FACTOR]
+    n_pts = 2 * n_off + (len(probes) if probe is not None else 0)
     group = max(1, chunk // n_pts)
     for lo in range(0, n, group):
         pos = np.arange(lo, min(lo + group, n))
@@ -461,7 +470,7 @@ def _evaluate(
         h = step[pos]
         if probe is not None:
             moves = np.concatenate(
-                [signed[:, None] * h[None, :], np.array([1.0, -1.0])[:, None] * probe[pos][None]]
+                [signed[:, None] * h[None, :], np.array(probes)[:, None] * probe[pos][None]]
             )
         else:
             moves = signed[:, None] * h[None, :]
@@ -471,22 +480,22 @@ def _evaluate(
         y = y.reshape((n_pts, len(pos), *y.shape[1:]))
         swallowed_mag = None
         if probe is not None:
-            y_probe, y = y[2 * n_off :], y[: 2 * n_off]
+            y_coupling = y[2 * n_off + 2 :]
+            y_probe, y = y[2 * n_off : 2 * n_off + 2], y[: 2 * n_off]
             moved_here = np.any(y != y0, axis=0)
             lost = (
                 np.any(y_probe != y0, axis=0) & ~moved_here & np.all(np.isfinite(y_probe), axis=0)
             )
             raw.swallowed[pos] = np.any(lost.reshape(len(pos), -1), axis=1)
             swallowed_mag = _contract(2.0 * np.abs(y0) * lost, np.abs(w))
-            if unmoved:
-                # An output that did not move even at the probe step may still depend on the
-                # direction, by less than its ulp over that step: that much, and no more, it can
-                # hide (the floor is per unit step, so it is scaled by step / probe step).
-                still = ~np.any(y_probe != y0, axis=0) & ~moved_here
-                ratio = (h / probe[pos]).reshape((-1,) + (1,) * (y0.ndim))
-                swallowed_mag = swallowed_mag + _contract(
-                    2.0 * np.abs(y0) * still * ratio, np.abs(w)
-                )
+            # An output that did not move even at the probe step may still depend on the
+            # direction, by less than its ulp over that step: that much, and no more, it can
+            # hide (the floor is per unit step, so it is scaled by step / probe step).
+            still = ~np.any(y_probe != y0, axis=0) & ~moved_here
+            if not unmoved:
+                still &= np.any((y_coupling != y0) & np.isfinite(y_coupling), axis=0)
+            ratio = (h / probe[pos]).reshape((-1,) + (1,) * (y0.ndim))
+            swallowed_mag = swallowed_mag + _contract(2.0 * np.abs(y0) * still * ratio, np.abs(w))
         axes = tuple(range(2, y.ndim))
         finite_pt = np.all(np.isfinite(y), axis=axes)  # (2 n_off, len(pos))
         plus_ok = np.all(finite_pt[0::2], axis=0)
@@ -806,7 +815,7 @@ def directional_derivatives(
                 ),
             )
         )
-        evaluations = 2 * n_off * n_directions + 2 * probed.size + 1
+        evaluations = 2 * n_off * n_directions + (2 if unmoved else 4) * probed.size + 1
         lost = probed[raw.swallowed[probed]]
         if lost.size:
             alt = _evaluate(outputs, x, w, directions, lost, fallback[lost], method, y0, chunk)
@@ -1137,6 +1146,47 @@ def _short_step(h: Array) -> Array:
     """
     mantissa, exponent = np.frexp(np.asarray(h, dtype=np.float64))
     return np.ldexp(np.floor(mantissa * 16.0) / 16.0, exponent)
+
+
+#: The steps, in units of the input's own scale, at which :func:`hidden_by_unmoved` looks for
+#: outputs that depend on a direction by less than their ulp at the probe step.
+COUPLING_REACH: Tuple[float, ...] = (1.0, 4.0, 16.0)
+
+
+def hidden_by_unmoved(
+    outputs: Outputs, x: Array, w: Array, v: Array, probe: Array, scale: float
+) -> Tuple[Array, int]:
+    """Per direction ``v[j]`` (``v`` is ``(k, *x.shape)``), how much of the derivative of
+    ``<outputs(x), w>`` the estimates can have lost to outputs that stay bitwise unchanged at
+    ``x +- probe[j] v[j]`` but move (to finite values) at a step of ``COUPLING_REACH`` times
+    ``scale`` (along ``v[j]`` scaled to a largest entry of 1): such an output depends on the
+    direction, by less than half its ulp over the probe step, so its share of the derivative is
+    under ``eps |y_k| / (2 probe)`` (a softmax's ``p ~ 1`` beside a logit of ``p ~ 1e-30``,
+    whose change an estimate never sees). Outputs that do not move even there are taken as
+    independent of the direction (a scaled sine's other columns). Returns the bounds and the
+    forward evaluations spent (``2 + 2 len(COUPLING_REACH)`` per direction, and one at ``x``).
+    """
+    eps = np.finfo(np.float64).eps
+    k = v.shape[0]
+    y0 = np.asarray(outputs(x[None]))[0]
+    vmax = np.max(np.abs(v.reshape(k, -1)), axis=1)
+    vmax = np.where(vmax > 0, vmax, 1.0)
+    bound = np.zeros(k)
+    factors = np.array([1.0, -1.0])
+    reach = np.concatenate([[r, -r] for r in COUPLING_REACH])
+    for j in range(k):
+        moves = np.concatenate([factors * probe[j], reach * scale / vmax[j]])
+        points = x[None] + moves.reshape((-1,) + (1,) * x.ndim) * v[j][None]
+        try:
+            y = np.asarray(outputs(points))
+        except Exception:
+            continue  # a forward that refuses the far points tells nothing: no bound
+        near, far = y[:2], y[2:]
+        still = ~np.any(near != y0, axis=0)
+        coupled = np.any((far != y0) & np.isfinite(far), axis=0)
+        lost = np.abs(y0) * (still & coupled)
+        bound[j] = eps * float(_contract(lost[None], np.abs(w))[0]) / (2.0 * probe[j])
+    return bound, 1 + k * (2 + len(reach))
 
 
 def unit_directions(shape: Tuple[int, ...], entries: Array) -> Callable[[Array], Array]:

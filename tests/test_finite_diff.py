@@ -13,6 +13,7 @@ from gradcheck.finite_diff import (
     complex_step_holds,
     directional_derivatives,
     harness_rng,
+    hidden_by_unmoved,
     partial_derivatives,
 )
 
@@ -184,3 +185,26 @@ def test_the_complex_step_is_held_to_real_differences_output_by_output(forward, 
     assert complex_step_holds(_stack(forward), x, v) is holds
 
 
+def test_hidden_by_unmoved_counts_outputs_coupled_below_their_ulp_only():
+    """A softmax row: moving the logit of p ~ 1e-19 leaves p ~ 1 bitwise unchanged at the probe
+    step but not at the input's scale, so its ulp is a bound on what was lost. A scaled sine's
+    large column never moves with a direction in its small one: no bound."""
+
+    def softmax(points):
+        z = 20.0 * points
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    x = np.array([2.2, 0.0])  # p = (1, 7e-20)
+    v = np.array([[0.0, 1.0]])
+    bound, spent = hidden_by_unmoved(softmax, x, np.ones(2), v, np.array([1e-3]), 1.0)
+    assert spent == 1 + 8
+    assert bound[0] == pytest.approx(np.finfo(float).eps / 2e-3)
+
+    def scaled_sine(points):
+        return np.sin(points) * np.array([1e6, 1e-6])
+
+    bound, _ = hidden_by_unmoved(
+        scaled_sine, np.array([0.3, 0.4]), np.ones(2), v, np.array([1e-3]), 1.0
+    )
+    assert bound[0] == 0.0

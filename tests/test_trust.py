@@ -382,6 +382,53 @@ def test_finer_steps_never_overturn_an_unresolved_entry_into_a_failure():
     assert result.status == "inconclusive", result.explain()
 
 
+class ScaledSoftmax:
+    """Row softmax of ``scale * x``; ``wrong``: ``"sum"`` drops the ``- sum(p dy)`` term,
+    ``"flush"`` zeroes entries under 1e-8, a number scales the whole gradient by it."""
+
+    def __init__(self, scale: float, wrong=None) -> None:
+        self.scale, self.wrong = scale, wrong
+
+    def forward(self, x):
+        z = self.scale * x
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        self.p = e / e.sum(axis=1, keepdims=True)
+        return self.p
+
+    def backward(self, dy):
+        p = self.p
+        if self.wrong == "sum":
+            return self.scale * p * dy
+        g = self.scale * p * (dy - (p * dy).sum(axis=1, keepdims=True))
+        if self.wrong == "flush":
+            g = np.where(np.abs(g) < 1e-8, 0.0, g)
+        elif self.wrong is not None:
+            g = g * (1.0 + self.wrong)
+        return g
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+@pytest.mark.parametrize(("scale", "seed"), [(16.0, 1), (20.0, 1), (30.0, 0), (300.0, 0)])
+def test_a_saturated_softmax_is_not_failed(mode, scale, seed):
+    """Found by an adversarial helper (scale 16 to 30; 300 was a strict xfail): moving a logit
+    of p ~ 1e-19 changes the row's p ~ 1 below its ulp at every step, so that share of the
+    derivative was lost while the estimate's error (counting outputs seen moving) was 1e-27,
+    and a right softmax failed in every mode. Outputs that move only at about the input's own
+    scale now count, and every claimed failure is held to what such outputs can hide."""
+    x = np.random.default_rng(seed).standard_normal((32, 16))
+    result = check_layer(ScaledSoftmax(scale), x, mode=mode, seed=seed)
+    assert result.status != "fail", result.explain()
+
+
+@pytest.mark.parametrize("wrong", ["sum", "flush", 1e-4])
+@pytest.mark.parametrize("scale", [8.0, 30.0])
+def test_a_saturated_softmax_that_is_wrong_still_fails(wrong, scale):
+    x = np.random.default_rng(0).standard_normal((32, 16))
+    for mode in ("auto", "directional"):
+        result = check_layer(ScaledSoftmax(scale, wrong), x, mode=mode)
+        assert result.status == "fail", result.explain()
+
+
 # -- 4. tiny inputs --------------------------------------------------------------------------
 
 
