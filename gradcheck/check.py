@@ -114,6 +114,8 @@ COARSENING: Tuple[float, ...] = (16.0, 256.0, 4096.0)
 # rotation within the step inflates it at one step and not at a quarter of it). Finer steps
 # only: a longer one can average away a feature (a wiggle) the estimate was unresolved on.
 RESTEPPING: Tuple[float, ...] = (0.25, 0.0625)
+# ... only where at most this many entries are unresolved (each costs two richardson estimates).
+RESTEP_CAP = 16
 # ... when that error is more than this many times the entry's own tolerance: a wrong entry
 # can then hide in up to (1 + 2 x 8) own tolerances, about 2.5e-7 of the entry, inside the
 # default check's target of 1e-6 (TARGET_ENTRY_ERROR).
@@ -607,8 +609,8 @@ class _Checker:
         richardson comparison (the last stage), the entries whose error exceeds what they had
         to resolve are estimated so at ``RESTEPPING`` times the base step instead (an
         ill-conditioned whitening's estimate, inflated at its own step, resolves at a quarter
-        of it), and taken only where that makes the comparison pass; its other causes are left
-        as they are.
+        of it), where at most ``RESTEP_CAP`` are, and taken only where that makes the
+        comparison pass; its other causes are left as they are.
         """
         if self.atol is not None or cmp.status not in ("pass", "inconclusive"):
             return est, cmp
@@ -634,7 +636,8 @@ class _Checker:
 
         everything = np.arange(value.size)
         pending = everything[beyond_own(everything)]
-        if not pending.size:
+        if not pending.size or (unresolved_only and pending.size > RESTEP_CAP):
+            # Many unresolved entries are an ill-conditioned layer, not a marginal estimate.
             return est, cmp
         order = pending[np.argsort(-error[pending], kind="stable")]
         pending = np.sort(order[:REFINEMENT_CAP])
