@@ -920,13 +920,12 @@ class _Checker:
         worst_entry, worst_gradient = 0.0, 0.0
         bands = magnitude_bands(flat_a)
         sub_floor: List[Array] = []
+        rounding_floor = default_small_floor(flat_a, flat_a, self.rtol)
         if self.atol is None:
             # Entries whose whole value is under the median band's fail floor: screened apart
             # (below), since with the rest an error of any size in them would pass.
             sub_floor = sub_floor_bands(
-                flat_a,
-                self.rtol * typical_gradient(flat_a, flat_a),
-                default_small_floor(flat_a, flat_a, self.rtol),
+                flat_a, self.rtol * typical_gradient(flat_a, flat_a), rounding_floor
             )
             if sub_floor and sum(b.size for b in sub_floor) < n:
                 bands[0] = np.setdiff1d(bands[0], np.concatenate(sub_floor), assume_unique=True)
@@ -950,9 +949,7 @@ class _Checker:
                 atol = self.rtol * DIRECTIONAL_FLOOR * norm
                 resolve_atol = self.rtol * norm
                 if below:
-                    small_floor = default_small_floor(flat_a, flat_a, self.rtol) * np.sqrt(
-                        support.size
-                    )
+                    small_floor = rounding_floor * np.sqrt(support.size)
             unit = (
                 support.size <= (SUB_FLOOR_DIRECTIONS if below else SMALL_BAND) and support.size < n
             )

@@ -406,6 +406,12 @@ PROBE_FACTOR = 2.0**10
 COUPLING_FACTOR = 2.0**7
 
 
+def _probe_multiples(unmoved: bool) -> List[float]:
+    """The probe points of a probed direction, as multiples of its probe step: the probe
+    itself, and without ``unmoved`` the coupling probe too (:func:`_evaluate`)."""
+    return [1.0, -1.0] if unmoved else [1.0, -1.0, COUPLING_FACTOR, -COUPLING_FACTOR]
+
+
 def _merge(n: int, *parts: Tuple[Array, _Raw]) -> _Raw:
     """One ``_Raw`` over ``n`` directions from parts evaluated on disjoint index sets."""
     first = parts[0][1]
@@ -461,7 +467,7 @@ def _evaluate(
     coarse_offsets = sorted(offsets)[1:4] if n_off >= 4 else []
     coarse_weights = _kink_weights(coarse_offsets) if coarse_offsets else np.zeros(0)
     y0_mag = None
-    probes = [1.0, -1.0] if unmoved else [1.0, -1.0, COUPLING_FACTOR, -COUPLING_FACTOR]
+    probes = _probe_multiples(unmoved)
     n_pts = 2 * n_off + (len(probes) if probe is not None else 0)
     group = max(1, chunk // n_pts)
     for lo in range(0, n, group):
@@ -815,7 +821,7 @@ def directional_derivatives(
                 ),
             )
         )
-        evaluations = 2 * n_off * n_directions + (2 if unmoved else 4) * probed.size + 1
+        evaluations = 2 * n_off * n_directions + len(_probe_multiples(unmoved)) * probed.size + 1
         lost = probed[raw.swallowed[probed]]
         if lost.size:
             alt = _evaluate(outputs, x, w, directions, lost, fallback[lost], method, y0, chunk)
