@@ -1009,6 +1009,11 @@ def complex_step_holds(outputs: Outputs, x: Array, v: Array) -> bool:
 _RICHARDSON_GOOD_ENOUGH = 1e-10
 
 
+#: How far, in textbook steps of the input (``fallback_step``), richardson's finer levels may
+#: probe: about 16 times the input's scale, as far as :data:`COUPLING_REACH` looks.
+LEVEL_PROBE_CAP = 1024.0
+
+
 def _richardson(
     outputs: Outputs,
     x: Array,
@@ -1086,11 +1091,16 @@ def _richardson(
             # told that other directions move outputs: a change lost to rounding at these
             # steps (a weight of an input entry of 1e-20 beside entries of 1) must show in
             # their errors too, or the finest level's tiny error certifies a wrong estimate.
-            probe_ratio = (
+            # The ratio is of the base steps, so where a candidate was estimated at its probe
+            # step already (an input of 1e-240, base steps of 1e-242 and textbook ones of
+            # 6e-3) it compounds: probes at 1e+234, where every output overflows (and LAPACK's
+            # SVD of an inf never returns). No probe goes past LEVEL_PROBE_CAP textbook steps.
+            textbook = (
                 None
                 if fallback_step is None
-                else np.broadcast_to(fallback_step, np.shape(step))[doubtful] / step[doubtful]
+                else np.broadcast_to(fallback_step, np.shape(step))[doubtful]
             )
+            probe_ratio = None if textbook is None else textbook / step[doubtful]
             levels = [
                 directional_derivatives(
                     outputs,
@@ -1102,7 +1112,11 @@ def _richardson(
                     method="five-point",
                     chunk=chunk,
                     fallback_step=(
-                        None if probe_ratio is None else used[doubtful] * shrink * probe_ratio
+                        None
+                        if probe_ratio is None
+                        else np.minimum(
+                            used[doubtful] * shrink * probe_ratio, LEVEL_PROBE_CAP * textbook
+                        )
                     ),
                     others_move=others_move,
                     unmoved=unmoved,

@@ -444,6 +444,50 @@ def test_inputs_at_1e_minus_8_can_fail_and_pass():
     assert right.status == "pass", right.explain()
 
 
+class FarthestPoint(ZCAWhitening):
+    """ZCA whitening (SVD) that records how far from ``x0`` any evaluated point was, in a
+    class attribute (the harness evaluates copies of a layer), and refuses points past 1e100
+    (whose covariance overflows; LAPACK's SVD of an inf never returns)."""
+
+    farthest = 0.0
+
+    def __init__(self, x0: np.ndarray, wrong: float = 0.0) -> None:
+        super().__init__(method="svd")
+        self.x0, self.wrong = x0, wrong
+        FarthestPoint.farthest = 0.0
+
+    def forward(self, x):
+        far = float(np.max(np.abs(np.asarray(x) - self.x0)))
+        FarthestPoint.farthest = max(FarthestPoint.farthest, far)
+        if far > 1e100:
+            raise FloatingPointError(f"a point {far:.1e} away from x")
+        return super().forward(x)
+
+    def backward(self, dy):
+        return super().backward(dy) * (1.0 + self.wrong)
+
+
+def _tiny_beside_one_entry() -> np.ndarray:
+    """9x4 of 1.6e-240 but for one entry of 0.054 (a batch Hypothesis drew for zca-svd)."""
+    x = np.full((9, 4), 1.5874141348114415e-240)
+    x[5, 1] = 0.05419678990374699
+    return x
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_probe_steps_of_tiny_entries_stay_at_the_textbook_scale(mode):
+    # Richardson's doubtful levels once multiplied the probe-to-step ratio of the base steps
+    # (6e-3 / 1e-242) into steps that were already the probe's: points 1e+234 away, whose
+    # covariance is inf, and an SVD of inf that never returned (CI timed out on it).
+    x = _tiny_beside_one_entry()
+    result = check_layer(FarthestPoint(x), x, seed=65535, mode=mode)
+    assert result.status in ("pass", "inconclusive"), result.explain()
+    assert FarthestPoint.farthest <= 100.0, FarthestPoint.farthest
+    wrong = check_layer(FarthestPoint(x, wrong=1e-3), x, seed=65535, mode=mode)
+    assert wrong.status == "fail", wrong.explain()
+    assert FarthestPoint.farthest <= 100.0, FarthestPoint.farthest
+
+
 # -- 5. a constant output --------------------------------------------------------------------
 
 
