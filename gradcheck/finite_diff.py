@@ -1100,7 +1100,6 @@ def _richardson(
                 if fallback_step is None
                 else np.broadcast_to(fallback_step, np.shape(step))[doubtful]
             )
-            probe_ratio = None if textbook is None else textbook / step[doubtful]
             levels = [
                 directional_derivatives(
                     outputs,
@@ -1113,9 +1112,10 @@ def _richardson(
                     chunk=chunk,
                     fallback_step=(
                         None
-                        if probe_ratio is None
+                        if textbook is None
                         else np.minimum(
-                            used[doubtful] * shrink * probe_ratio, LEVEL_PROBE_CAP * textbook
+                            used[doubtful] * shrink * (textbook / step[doubtful]),
+                            LEVEL_PROBE_CAP * textbook,
                         )
                     ),
                     others_move=others_move,
