@@ -30,3 +30,11 @@ def test_thorough_scales_properties_that_set_their_own_count(restore_profile):
 def test_an_unknown_profile_is_named(restore_profile):
     with pytest.raises(ValueError, match="unknown Hypothesis profile 'nightly'"):
         load_profile("nightly")
+
+
+def test_a_hung_test_ends_its_process_with_a_traceback(pytestconfig):
+    # The suite's guard against a hang inside C code holding CI (see pyproject.toml).
+    assert 0 < float(pytestconfig.getini("faulthandler_timeout")) <= 1200
+    major = int(pytest.__version__.split(".")[0])
+    if major >= 9:
+        assert pytestconfig.getini("faulthandler_exit_on_timeout") is True
