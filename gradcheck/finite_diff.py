@@ -1094,7 +1094,11 @@ def _richardson(
             # The ratio is of the base steps, so where a candidate was estimated at its probe
             # step already (an input of 1e-240, base steps of 1e-242 and textbook ones of
             # 6e-3) it compounds: probes at 1e+234, where every output overflows (and LAPACK's
-            # SVD of an inf never returns). No probe goes past LEVEL_PROBE_CAP textbook steps.
+            # SVD of an inf never returns). The first level's probe goes no further than
+            # LEVEL_PROBE_CAP textbook steps, and the finer levels' shrink with their steps: a
+            # level re-estimated at its probe step (where its own step lost an output's change)
+            # is then still a level of its own, not a copy of the others that the consistency
+            # test would take for convergence.
             textbook = (
                 None
                 if fallback_step is None
@@ -1113,8 +1117,9 @@ def _richardson(
                     fallback_step=(
                         None
                         if textbook is None
-                        else np.minimum(
-                            used[doubtful] * shrink * (textbook / step[doubtful]),
+                        else shrink
+                        * np.minimum(
+                            used[doubtful] * (textbook / step[doubtful]),
                             LEVEL_PROBE_CAP * textbook,
                         )
                     ),

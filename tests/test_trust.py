@@ -488,6 +488,46 @@ def test_probe_steps_of_tiny_entries_stay_at_the_textbook_scale(mode):
     assert FarthestPoint.farthest <= 100.0, FarthestPoint.farthest
 
 
+class OffsetBump:
+    """Outputs ``[Y + c x, S sin(x / S), a x exp(-x^2 / 2 L^2)]`` side by side (helper-17's
+    layer): the first block's change is lost to rounding at the steps of a 1e-10 input, so
+    richardson's finer levels are re-estimated at their probe steps; the last is a bump of
+    width 5e-3 that only those finer levels can see. ``right=False`` leaves the bump's slope
+    out of the backward (8% of the gradient)."""
+
+    supports_batch = True
+    Y, c, S, a, L = 5e6, 1e-6, 1e4, 0.05, 5e-3
+
+    def __init__(self, right: bool) -> None:
+        self.right = right
+
+    def forward(self, x):
+        self.x = x = np.asarray(x, dtype=np.float64)
+        bump = self.a * x * np.exp(-x * x / (2 * self.L**2))
+        return np.concatenate([self.Y + self.c * x, self.S * np.sin(x / self.S), bump], axis=-1)
+
+    def backward(self, dy):
+        x, d = self.x, self.x.shape[-1]
+        dx = self.c * dy[..., :d] + np.cos(x / self.S) * dy[..., d : 2 * d]
+        if self.right:
+            slope = self.a * (1 - x * x / self.L**2) * np.exp(-x * x / (2 * self.L**2))
+            dx = dx + slope * dy[..., 2 * d :]
+        return dx
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+def test_capped_probes_of_finer_levels_do_not_certify_a_far_estimate(mode, seed):
+    # With every level's probe capped at one step, the four levels were one estimate taken at
+    # a step of about 6, blind to the bump, and agreeing with itself: the wrong twin passed in
+    # auto and directional mode. The finer levels' probes now shrink with their steps.
+    x = 1e-10 * np.random.default_rng(seed).standard_normal((8, 8))
+    x[0, 0] = 1.0
+    assert check_layer(OffsetBump(right=False), x, seed=seed, mode=mode).status != "pass"
+    right = check_layer(OffsetBump(right=True), x, seed=seed, mode=mode)
+    assert right.status in ("pass", "inconclusive"), right.explain()
+
+
 # -- 5. a constant output --------------------------------------------------------------------
 
 
