@@ -535,7 +535,9 @@ class _Checker:
             self.dy,
             directions(checked),
             PROBE_FACTOR * np.ravel(step)[checked],
-            typical_scale(base),
+            # The textbook scale, as the probe steps' own: for an input of 1e-10, an output
+            # of 5e6 + 1e-6 x moves only from steps of 5e-4, far past 16x the input's scale.
+            max(1.0, typical_scale(base)),
         )
         error[checked] += bound
         error[unchecked] = np.inf

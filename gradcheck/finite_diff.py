@@ -1173,7 +1173,8 @@ def _short_step(h: Array) -> Array:
     return np.ldexp(np.floor(mantissa * 16.0) / 16.0, exponent)
 
 
-#: The steps, in units of the input's own scale, at which :func:`hidden_by_unmoved` looks for
+#: The steps, in units of the input's textbook scale (``max(1, typical |x|)``, the scale of
+#: the probe steps), at which :func:`hidden_by_unmoved` looks for
 #: outputs that depend on a direction by less than their ulp at the probe step.
 COUPLING_REACH: Tuple[float, ...] = (1.0, 4.0, 16.0)
 

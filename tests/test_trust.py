@@ -528,6 +528,19 @@ def test_capped_probes_of_finer_levels_do_not_certify_a_far_estimate(mode, seed)
     assert right.status in ("pass", "inconclusive"), right.explain()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_an_output_whose_change_shows_only_at_textbook_steps_is_counted_as_hidden(mode, seed):
+    # All entries 1e-10: the block Y + c x moves only at steps from about 5e-4, far past 16x
+    # the input's own scale, where the share unmoved outputs can hide was looked for; its
+    # slope c dy (1e-6) was missing from the estimate and the right twin failed. The share is
+    # now looked for out to 16x the textbook scale, max(1, typical |x|).
+    x = 1e-10 * np.random.default_rng(seed).standard_normal((8, 8))
+    right = check_layer(OffsetBump(right=True), x, seed=seed, mode=mode)
+    assert right.status in ("pass", "inconclusive"), right.explain()
+    assert check_layer(OffsetBump(right=False), x, seed=seed, mode=mode).status == "fail"
+
+
 # -- 5. a constant output --------------------------------------------------------------------
 
 
