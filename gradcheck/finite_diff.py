@@ -1043,6 +1043,8 @@ def _richardson(
         unmoved=unmoved,
     )
     value, error, used = coarse.value.copy(), coarse.error.copy(), coarse.step.copy()
+    # Each direction's textbook step (the probe step of its coarse tableau).
+    textbook = None if fallback_step is None else np.broadcast_to(fallback_step, np.shape(step))
     recovery = (
         np.zeros(n_directions, dtype=np.int64)
         if coarse.recovery is None
@@ -1068,9 +1070,7 @@ def _richardson(
                 step[refine] * factor,
                 method="five-point",
                 chunk=chunk,
-                fallback_step=None
-                if fallback_step is None
-                else np.broadcast_to(fallback_step, np.shape(step))[refine] * factor,
+                fallback_step=None if textbook is None else textbook[refine] * factor,
                 others_move=others_move,
                 unmoved=unmoved,
             )
@@ -1099,11 +1099,6 @@ def _richardson(
             # level re-estimated at its probe step (where its own step lost an output's change)
             # is then still a level of its own, not a copy of the others that the consistency
             # test would take for convergence.
-            textbook = (
-                None
-                if fallback_step is None
-                else np.broadcast_to(fallback_step, np.shape(step))[doubtful]
-            )
             levels = [
                 directional_derivatives(
                     outputs,
@@ -1119,8 +1114,8 @@ def _richardson(
                         if textbook is None
                         else shrink
                         * np.minimum(
-                            used[doubtful] * (textbook / step[doubtful]),
-                            LEVEL_PROBE_CAP * textbook,
+                            used[doubtful] * (textbook[doubtful] / step[doubtful]),
+                            LEVEL_PROBE_CAP * textbook[doubtful],
                         )
                     ),
                     others_move=others_move,
@@ -1173,9 +1168,9 @@ def _short_step(h: Array) -> Array:
     return np.ldexp(np.floor(mantissa * 16.0) / 16.0, exponent)
 
 
-#: The steps, in units of the input's textbook scale (``max(1, typical |x|)``, the scale of
-#: the probe steps), at which :func:`hidden_by_unmoved` looks for
-#: outputs that depend on a direction by less than their ulp at the probe step.
+#: The steps, in units of the ``scale`` given to :func:`hidden_by_unmoved` (the check gives the
+#: input's textbook scale, ``max(1, typical |x|)``, that of the probe steps), at which it looks
+#: for outputs that depend on a direction by less than their ulp at the probe step.
 COUPLING_REACH: Tuple[float, ...] = (1.0, 4.0, 16.0)
 
 
